@@ -1,0 +1,103 @@
+"""The ``sender`` command line: one entry point, one small function per subcommand.
+
+Every command reads settings once; an invalid setting or an embedded-service failure ends the
+command with one clear line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+
+from sender import services
+from sender.config import Settings, load_settings
+from sender.errors import SenderError
+
+Handler = Callable[[argparse.Namespace, list[str]], int]
+
+
+def _cmd_services(args: argparse.Namespace, _rest: list[str]) -> int:
+    if args.action == "up":
+        found = services.up()
+        print(f"postgres: {found.database_url}")
+        print(f"redis:    {found.redis_url}")
+        return 0
+    if args.action == "down":
+        stopped = services.down()
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        return 0
+    found_running = services.running()
+    if found_running is None:
+        print("embedded services are not running; start them with `sender services up`", file=sys.stderr)
+        return 1
+    print("\n".join(services.env_lines(found_running)))
+    return 0
+
+
+def _cmd_migrate(_args: argparse.Namespace, _rest: list[str]) -> int:
+    from sender.db.migrations import apply_migrations
+
+    settings = services.with_embedded_defaults(load_settings())
+    assert settings.database_url is not None
+    applied = asyncio.run(apply_migrations(settings.database_url))
+    print("applied: " + ", ".join(applied) if applied else "database is up to date")
+    return 0
+
+
+def _cmd_mock_mitto(_args: argparse.Namespace, rest: list[str]) -> int:
+    from sender.mock_mitto.cli import main as mock_main
+
+    return mock_main(rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sender",
+        description="High-throughput SMS campaign sender (Mitto). Settings come from SENDER_* "
+        "environment variables; without SENDER_DATABASE_URL/SENDER_REDIS_URL the embedded "
+        "PostgreSQL and Redis are started on demand.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("services", help="start, stop or locate the embedded PostgreSQL and Redis")
+    p.add_argument("action", choices=["up", "down", "env"])
+    p.set_defaults(handler=_cmd_services)
+
+    p = sub.add_parser("migrate", help="apply pending database migrations (safe to run twice)")
+    p.set_defaults(handler=_cmd_migrate)
+
+    p = sub.add_parser(
+        "mock-mitto",
+        help="run the mock Mitto SMS API (see `sender mock-mitto --help`)",
+        add_help=False,
+    )
+    p.set_defaults(handler=_cmd_mock_mitto, passthrough=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # Subcommands that own their flags (mock-mitto) get the rest of the line untouched.
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    handler: Handler = args.handler
+    try:
+        return handler(args, rest)
+    except SenderError as exc:
+        print(f"sender: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def settings_or_exit() -> Settings:
+    """Settings for long-running commands, with embedded defaults filled in."""
+    return services.with_embedded_defaults(load_settings())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
