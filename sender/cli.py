@@ -30,7 +30,10 @@ def _cmd_services(args: argparse.Namespace, _rest: list[str]) -> int:
         return 0
     found_running = services.running()
     if found_running is None:
-        print("embedded services are not running; start them with `sender services up`", file=sys.stderr)
+        print(
+            "embedded services are not running; start them with `sender services up`",
+            file=sys.stderr,
+        )
         return 1
     print("\n".join(services.env_lines(found_running)))
     return 0
@@ -46,10 +49,27 @@ def _cmd_migrate(_args: argparse.Namespace, _rest: list[str]) -> int:
     return 0
 
 
+def _cmd_api(args: argparse.Namespace, _rest: list[str]) -> int:
+    import uvloop
+    from aiohttp import web
+
+    from api.app import create_app
+    from sender.logs import setup_logging
+
+    settings = settings_or_exit()
+    setup_logging(settings.log_level)
+    host = args.host or settings.api_host
+    port = args.port or settings.api_port
+    uvloop.install()
+    web.run_app(create_app(settings), host=host, port=port, access_log=None, print=None)
+    return 0
+
+
 def _cmd_mock_mitto(_args: argparse.Namespace, rest: list[str]) -> int:
     from sender.mock_mitto.cli import main as mock_main
 
-    return mock_main(rest)
+    status: int = mock_main(rest)
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="apply pending database migrations (safe to run twice)")
     p.set_defaults(handler=_cmd_migrate)
+
+    p = sub.add_parser("api", help="run the HTTP control API")
+    p.add_argument("--host", default=None, help="listen address (default SENDER_API_HOST)")
+    p.add_argument("--port", type=int, default=None, help="listen port (default SENDER_API_PORT)")
+    p.set_defaults(handler=_cmd_api)
 
     p = sub.add_parser(
         "mock-mitto",
