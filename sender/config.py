@@ -81,6 +81,8 @@ class Settings(BaseSettings):
 
     # Webhooks in (delivery reports, inbound SMS).
     dlr_secret: str = "dev-dlr-secret"
+    #: Signs tracked-link and unsubscribe codes so they cannot be guessed or forged.
+    link_secret: str = "dev-link-secret"
 
     # Observability.
     metrics_port: Annotated[int, Field(ge=0, lt=65536)] = 9108
@@ -100,7 +102,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis:// URL")
         return value
 
-    @field_validator("admin_token", "dlr_secret", "mitto_api_key")
+    @field_validator("admin_token", "dlr_secret", "link_secret", "mitto_api_key")
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():

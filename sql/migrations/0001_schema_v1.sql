@@ -106,7 +106,9 @@ CREATE TABLE campaigns (
     scheduled_at        timestamptz,
     encoding            text CHECK (encoding IN ('GSM-7', 'UCS-2')),
     segments_estimate   integer CHECK (segments_estimate >= 0),
-    -- Recipients materialized by dispatch; NULL until then.
+    -- Recipients counted (and paid for) when the send was accepted, then materialized by
+    -- dispatch; total_recipients stays NULL until dispatch ran.
+    recipients_at_send  bigint,
     total_recipients    bigint,
     -- Contacts with id <= this at send time form the audience, so a later import cannot
     -- slip recipients past the credit reservation.
@@ -122,12 +124,14 @@ CREATE TABLE campaigns (
     cancelled_count     bigint NOT NULL DEFAULT 0 CHECK (cancelled_count >= 0),
     skipped_count       bigint NOT NULL DEFAULT 0 CHECK (skipped_count >= 0),
     clicks              bigint NOT NULL DEFAULT 0 CHECK (clicks >= 0),
-    -- Credits: reserved at send; allocated to claimed chunks; charged per accepted segment;
-    -- the rest released at the end.
+    -- Credits: reserved at send (and extended if the audience grew); allocated to a chunk
+    -- just before it is sent; charged per accepted segment; the rest released at the end.
+    -- Held by the campaign now: reserved - charged - released.
     credits_reserved    bigint NOT NULL DEFAULT 0 CHECK (credits_reserved >= 0),
     credits_allocated   bigint NOT NULL DEFAULT 0 CHECK (credits_allocated >= 0),
     credits_charged     bigint NOT NULL DEFAULT 0 CHECK (credits_charged >= 0),
-    CHECK (credits_allocated <= credits_reserved),
+    credits_released    bigint NOT NULL DEFAULT 0 CHECK (credits_released >= 0),
+    CHECK (credits_allocated + credits_charged + credits_released <= credits_reserved),
     dispatch_round      integer NOT NULL DEFAULT 0,
     waiting_reason      text,
     created_at          timestamptz NOT NULL DEFAULT now(),
@@ -147,6 +151,10 @@ CREATE TABLE campaign_batches (
     generation  integer NOT NULL DEFAULT 0,
     recipients  integer NOT NULL,
     done        boolean NOT NULL DEFAULT false,
+    -- The daemon working on the batch renews its lease; an expired lease on an unfinished
+    -- batch tells the sweeper the job died (SIGKILL, lost Redis) and must be enqueued again.
+    lease_owner text,
+    lease_until timestamptz,
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (campaign_id, batch_no)
 );
