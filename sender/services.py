@@ -205,7 +205,13 @@ def _postgres_up(root: Path, port: int | None) -> int:
 def _ensure_database(port: int, user: str | None) -> None:
     psql = [str(_pg_bin("psql")), "-h", "127.0.0.1", "-p", str(port), "-U", PG_USER, "-tA"]
     found = subprocess.run(
-        [*psql, "-d", "postgres", "-c", f"SELECT 1 FROM pg_database WHERE datname = '{PG_DATABASE}'"],
+        [
+            *psql,
+            "-d",
+            "postgres",
+            "-c",
+            f"SELECT 1 FROM pg_database WHERE datname = '{PG_DATABASE}'",
+        ],
         capture_output=True,
         text=True,
         user=user,

@@ -35,7 +35,9 @@ async def test_every_migration_applies_to_an_empty_database(service_urls: Servic
         try:
             tables = {
                 r["tablename"]
-                for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                for r in await conn.fetch(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                )
             }
         finally:
             await conn.close()
@@ -64,7 +66,10 @@ async def test_concurrent_migrate_runs_apply_each_file_once(service_urls: Servic
     try:
         dsn = service_urls.dsn_for(name)
         first, second = await asyncio.gather(apply_migrations(dsn), apply_migrations(dsn))
-        assert sorted([first, second], key=len) == [[], [f"{m.version}_{m.name}" for m in available_migrations()]]
+        assert sorted([first, second], key=len) == [
+            [],
+            [f"{m.version}_{m.name}" for m in available_migrations()],
+        ]
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
@@ -73,7 +78,9 @@ async def test_concurrent_migrate_runs_apply_each_file_once(service_urls: Servic
 async def test_a_changed_applied_migration_is_refused(database_url: str) -> None:
     conn = await asyncpg.connect(database_url)
     try:
-        await conn.execute("UPDATE sender_migrations SET checksum = 'edited' WHERE version = '0001'")
+        await conn.execute(
+            "UPDATE sender_migrations SET checksum = 'edited' WHERE version = '0001'"
+        )
     finally:
         await conn.close()
     with pytest.raises(MigrationError, match="changed after it was applied"):
@@ -88,7 +95,9 @@ async def test_unreachable_database_is_a_clear_error() -> None:
 async def test_credits_never_go_negative(db: asyncpg.Pool) -> None:
     store_id = await _store(db, credits=10)
     with pytest.raises(asyncpg.CheckViolationError):
-        await db.execute("UPDATE stores SET credits_available = credits_available - 11 WHERE id = $1", store_id)
+        await db.execute(
+            "UPDATE stores SET credits_available = credits_available - 11 WHERE id = $1", store_id
+        )
     with pytest.raises(asyncpg.CheckViolationError):
         await db.execute("UPDATE stores SET credits_reserved = -1 WHERE id = $1", store_id)
     assert await db.fetchval("SELECT credits_available FROM stores WHERE id = $1", store_id) == 10
@@ -100,7 +109,9 @@ async def test_sender_id_shape_is_enforced(db: asyncpg.Pool) -> None:
             await db.execute(
                 "INSERT INTO stores (name, sender_id, timezone) VALUES ('x', $1, 'UTC')", bad
             )
-    await db.execute("INSERT INTO stores (name, sender_id, timezone) VALUES ('x', '12345678901234', 'UTC')")
+    await db.execute(
+        "INSERT INTO stores (name, sender_id, timezone) VALUES ('x', '12345678901234', 'UTC')"
+    )
 
 
 async def test_one_contact_per_phone_per_store(db: asyncpg.Pool) -> None:
@@ -116,7 +127,9 @@ async def test_one_contact_per_phone_per_store(db: asyncpg.Pool) -> None:
 async def test_contacts_reject_non_e164_phones(db: asyncpg.Pool) -> None:
     store_id = await _store(db)
     with pytest.raises(asyncpg.CheckViolationError):
-        await db.execute("INSERT INTO contacts (store_id, phone) VALUES ($1, '6912345678')", store_id)
+        await db.execute(
+            "INSERT INTO contacts (store_id, phone) VALUES ($1, '6912345678')", store_id
+        )
 
 
 async def test_one_recipient_per_campaign_and_contact(db: asyncpg.Pool) -> None:
@@ -125,7 +138,8 @@ async def test_one_recipient_per_campaign_and_contact(db: asyncpg.Pool) -> None:
         "INSERT INTO contacts (store_id, phone) VALUES ($1, '+306912345678') RETURNING id", store_id
     )
     campaign_id = await db.fetchval(
-        "INSERT INTO campaigns (store_id, name, message) VALUES ($1, 'c', 'hi') RETURNING id", store_id
+        "INSERT INTO campaigns (store_id, name, message) VALUES ($1, 'c', 'hi') RETURNING id",
+        store_id,
     )
     insert = (
         "INSERT INTO campaign_recipients (campaign_id, store_id, contact_id, batch_no, phone)"
@@ -160,7 +174,8 @@ async def test_ledger_entries_must_balance_by_kind(db: asyncpg.Pool) -> None:
     for kind, available, reserved, recipient in bad_entries:
         with pytest.raises(asyncpg.CheckViolationError):
             await db.execute(
-                "INSERT INTO credit_ledger (store_id, recipient_id, kind, available_delta, reserved_delta)"
+                "INSERT INTO credit_ledger"
+                " (store_id, recipient_id, kind, available_delta, reserved_delta)"
                 " VALUES ($1, $2, $3, $4, $5)",
                 store_id,
                 recipient,
@@ -174,7 +189,8 @@ async def test_status_values_are_constrained(db: asyncpg.Pool) -> None:
     store_id = await _store(db)
     with pytest.raises(asyncpg.CheckViolationError):
         await db.execute(
-            "INSERT INTO campaigns (store_id, name, message, status) VALUES ($1, 'c', 'hi', 'bogus')",
+            "INSERT INTO campaigns (store_id, name, message, status)"
+            " VALUES ($1, 'c', 'hi', 'bogus')",
             store_id,
         )
 
@@ -183,9 +199,7 @@ async def test_text_signature_matches_python_counting(db: asyncpg.Pool) -> None:
     from sender.segments import count_segments
 
     samples = ["Maria", "Μαρία", "a€[", "😀x", "Zoë", "Ελένη", "Σ", "{~}|", "Ñoño"]
-    rows = await db.fetch(
-        "SELECT x, sms_text_sig(x) AS sig FROM unnest($1::text[]) AS x", samples
-    )
+    rows = await db.fetch("SELECT x, sms_text_sig(x) AS sig FROM unnest($1::text[]) AS x", samples)
     for row in rows:
         sig = row["sig"]
         info = count_segments(row["x"])

@@ -20,7 +20,7 @@ def test_duplicate_and_empty_queries_are_rejected() -> None:
 
 
 def test_missing_query_names_itself() -> None:
-    with pytest.raises(KeyError, match="nope.nothing"):
+    with pytest.raises(KeyError, match=r"nope\.nothing"):
         sql("nope.nothing")
 
 
