@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from arq.connections import ArqRedis
 
 from sender.config import Settings
 from sender.db.pool import Pool
@@ -19,9 +20,24 @@ class StoreIdentity:
     token_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimitState:
+    """The outcome of a rate-limit check, echoed as ``RateLimit-*`` headers."""
+
+    limit: int
+    remaining: int
+    reset_s: int
+    retry_after_s: int | None = None
+
+
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Pool)
 REDIS = web.AppKey("redis", aioredis.Redis)
+#: arq's Redis pool, for enqueueing jobs (dispatch, batches) with the project's serializer.
+ARQ = web.AppKey("arq", ArqRedis)
+#: The assembled OpenAPI document, serialized once at startup.
+OPENAPI = web.AppKey("openapi", bytes)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 STORE = web.RequestKey("store", StoreIdentity)
+RATE_LIMIT = web.RequestKey("rate_limit", RateLimitState)
