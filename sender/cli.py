@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from sender import services
+from sender.cli_campaign import register as register_campaign_commands
 from sender.config import Settings, load_settings
 from sender.errors import SenderError
 
@@ -65,6 +66,33 @@ def _cmd_api(args: argparse.Namespace, _rest: list[str]) -> int:
     return 0
 
 
+def _cmd_daemon(args: argparse.Namespace, _rest: list[str]) -> int:
+    import uvloop
+
+    from sender.daemon import run_daemon
+    from sender.logs import setup_logging
+
+    settings = settings_or_exit()
+    setup_logging(settings.log_level)
+    return uvloop.run(run_daemon(settings, metrics_port=args.metrics_port))
+
+
+def _cmd_demo(args: argparse.Namespace, _rest: list[str]) -> int:
+    import uvloop
+
+    from sender.demo import DemoOptions, run_demo
+
+    settings = settings_or_exit()
+    options = DemoOptions(
+        contacts=args.contacts, latency_ms=args.latency_ms, provider_rate=args.rate
+    )
+    try:
+        return uvloop.run(run_demo(settings, options))
+    except KeyboardInterrupt:
+        print("\ninterrupted: everything the demo started was stopped", file=sys.stderr)
+        return 130
+
+
 def _cmd_mock_mitto(_args: argparse.Namespace, rest: list[str]) -> int:
     from sender.mock_mitto.cli import main as mock_main
 
@@ -92,6 +120,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="listen address (default SENDER_API_HOST)")
     p.add_argument("--port", type=int, default=None, help="listen port (default SENDER_API_PORT)")
     p.set_defaults(handler=_cmd_api)
+
+    p = sub.add_parser("daemon", help="run the send daemon (arq workers for high/normal/low)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="Prometheus port (default SENDER_METRICS_PORT; 0 disables)",
+    )
+    p.set_defaults(handler=_cmd_daemon)
+
+    p = sub.add_parser(
+        "demo",
+        help="the whole product end to end on the embedded services: import, preview, send",
+    )
+    p.add_argument("--contacts", type=int, default=50_000, help="contacts to generate")
+    p.add_argument("--latency-ms", type=int, default=0, help="mock provider latency")
+    p.add_argument("--rate", type=float, default=20_000.0, help="provider rate (messages/s)")
+    p.set_defaults(handler=_cmd_demo)
+
+    register_campaign_commands(sub)
 
     p = sub.add_parser(
         "mock-mitto",

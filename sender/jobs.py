@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 import orjson
-from redis.asyncio import ConnectionPool
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix
+from redis.asyncio import ConnectionPool
 
 PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
 

@@ -14,3 +14,9 @@ def redis_from_url(url: str, **options: object) -> aioredis.Redis:
 def key(prefix: str, *parts: object) -> str:
     """``prefix:part:part``: the one way keys are named."""
     return ":".join([prefix, *(str(part) for part in parts)])
+
+
+async def command(client: aioredis.Redis, *args: object) -> object:
+    """Run one Redis command; redis-py types its command helpers as sync-or-async unions."""
+    result: object = await client.execute_command(*args)  # type: ignore[no-untyped-call]
+    return result

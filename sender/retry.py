@@ -28,7 +28,7 @@ class RetryPolicy:
         """Delay after failed attempt number ``attempt`` (1-based): 3, 6, 12, 24, 48 s +- jitter."""
         delay = self.base_s * (2 ** (attempt - 1))
         spread = (rng or random).uniform(-self.jitter, self.jitter)
-        return delay * (1 + spread)
+        return float(delay * (1 + spread))
 
 
 @dataclass(frozen=True, slots=True)
