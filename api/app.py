@@ -25,7 +25,7 @@ from api.keys import ARQ, DB, REDIS, SETTINGS
 from api.middleware import request_context_middleware
 from api.problems import problem_middleware
 from api.ratelimit import rate_limit_middleware
-from api.routes import admin, campaigns, contacts, health, sending, store
+from api.routes import admin, campaigns, contacts, control, health, sending, store
 from sender.config import Settings
 from sender.db.pool import create_pool
 from sender.jobs import create_arq_pool
@@ -67,6 +67,7 @@ def create_app(settings: Settings) -> web.Application:
     contacts.setup(app)
     campaigns.setup(app)
     sending.setup(app)
+    control.setup(app)
     metrics.setup(app)
     openapi.setup(app)
     admin.setup(app)

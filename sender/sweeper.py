@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from arq.connections import ArqRedis
 
+from sender.control import settle_cancelled
 from sender.db import pipeline as pipeline_db
 from sender.db import sweeper as db
 from sender.db.completion import Completed, sending_campaigns, try_complete
@@ -69,6 +70,7 @@ class Sweeper:
             await self._redispatch(report)
             await self._rebuild_batches(report)
             await self._complete(report)
+            await settle_cancelled(self.pool)
             if (
                 report.requeued_recipients
                 or report.unknown_recipients
