@@ -6,6 +6,7 @@ with the problem's ``code`` and ``detail``, and an unreachable API raises :class
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
 
@@ -79,6 +80,42 @@ class ApiClient:
 
     async def get_json(self, path: str, *, params: dict[str, str] | None = None) -> dict[str, Any]:
         return await self.request_json("GET", path, params=params)
+
+    async def post_json(self, path: str, *, json: Any = None) -> dict[str, Any]:
+        return await self.request_json("POST", path, json=json)
+
+    async def events(self, path: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Server-Sent Events from ``path`` as (event, data) pairs, until the stream ends."""
+        if self._session is None:
+            raise RuntimeError("use ApiClient in 'async with'")
+        url = f"{self.base_url}{path}"
+        try:
+            async with self._session.get(
+                url,
+                headers={"Accept": "text/event-stream"},
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=60),
+            ) as response:
+                if response.status >= 400:
+                    body = _parse(await response.text())
+                    raise ApiProblem(
+                        response.status,
+                        str(body.get("code") or f"http_{response.status}"),
+                        str(body.get("detail") or f"HTTP {response.status}"),
+                        body,
+                    )
+                event, data = "message", list[str]()
+                async for raw in response.content:
+                    line = raw.decode().rstrip("\r\n")
+                    if not line:
+                        if data:
+                            yield event, _parse("\n".join(data))
+                        event, data = "message", []
+                    elif line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data.append(line[5:].strip())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ApiUnreachable(f"cannot reach the API at {self.base_url}: {exc}") from exc
 
 
 def _parse(text: str) -> dict[str, Any]:

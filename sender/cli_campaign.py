@@ -16,7 +16,16 @@ from typing import Any, Final, TextIO
 
 from sender.apiclient import ApiClient, ApiProblem, ApiUnreachable
 
-__all__ = ["DEFAULT_API_URL", "format_preview", "preview", "register"]
+__all__ = [
+    "DEFAULT_API_URL",
+    "cancel",
+    "format_preview",
+    "preview",
+    "progress_line",
+    "register",
+    "send",
+    "watch",
+]
 
 DEFAULT_API_URL: Final = "http://127.0.0.1:8080"
 
@@ -32,6 +41,26 @@ def register(subparsers: Any) -> None:
     p.add_argument("id", type=int, help="campaign id")
     _api_flags(p)
     p.set_defaults(handler=_cmd_preview)
+
+    p = commands.add_parser(
+        "send", help="show the preview, ask for confirmation, send; then follow it live"
+    )
+    p.add_argument("id", type=int, help="campaign id")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--no-watch", action="store_true", help="return once the send is accepted")
+    _api_flags(p)
+    p.set_defaults(handler=_cmd_send)
+
+    p = commands.add_parser("watch", help="a live progress bar (Server-Sent Events)")
+    p.add_argument("id", type=int, help="campaign id")
+    _api_flags(p)
+    p.set_defaults(handler=_cmd_watch)
+
+    p = commands.add_parser("cancel", help="cancel a campaign (pending recipients are not sent)")
+    p.add_argument("id", type=int, help="campaign id")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    _api_flags(p)
+    p.set_defaults(handler=_cmd_cancel)
 
 
 def _api_flags(parser: argparse.ArgumentParser) -> None:
@@ -95,3 +124,154 @@ def format_preview(body: dict[str, Any]) -> str:
         value = value.replace("\n", "\n" + " " * (width + 2))
         lines.append(f"{label.ljust(width)}  {value}")
     return "\n".join(lines) + "\n"
+
+
+def progress_line(state: dict[str, Any], width: int = 32) -> str:
+    """One redrawable line: bar, percent, rate, ETA and the main counts."""
+    percent = float(state.get("percent", 0.0))
+    filled = int(width * percent / 100)
+    counts = state.get("counts", {})
+    eta = state.get("eta_s")
+    eta_text = f"{eta:>6.1f}s" if isinstance(eta, int | float) else "     -"
+    return (
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {percent:5.1f}%  "
+        f"{state.get('rate_per_s', 0.0):>8,.0f} msg/s  ETA {eta_text}  "
+        f"sent {counts.get('sent', 0):,}  failed {counts.get('failed', 0):,}  "
+        f"unknown {counts.get('unknown', 0):,}  [{state.get('status', '?')}]  "
+    )
+
+
+def _confirm(question: str, err: TextIO) -> bool:
+    if not sys.stdin.isatty():
+        print("error: not a terminal; pass --yes to confirm", file=err)
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in {"y", "yes"}
+
+
+def _cmd_send(args: argparse.Namespace, _rest: list[str]) -> int:
+    return asyncio.run(
+        send(
+            args.api_url,
+            args.token,
+            args.id,
+            yes=args.yes,
+            watch_after=not args.no_watch,
+            out=sys.stdout,
+            err=sys.stderr,
+        )
+    )
+
+
+def _cmd_watch(args: argparse.Namespace, _rest: list[str]) -> int:
+    return asyncio.run(watch(args.api_url, args.token, args.id, out=sys.stdout, err=sys.stderr))
+
+
+def _cmd_cancel(args: argparse.Namespace, _rest: list[str]) -> int:
+    return asyncio.run(
+        cancel(args.api_url, args.token, args.id, yes=args.yes, out=sys.stdout, err=sys.stderr)
+    )
+
+
+async def send(
+    api_url: str,
+    token: str | None,
+    campaign_id: int,
+    *,
+    yes: bool,
+    watch_after: bool,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """Preview, confirm, send; then watch unless told not to. The exit status."""
+    if not token:
+        print("error: no API token: pass --token or set SENDER_API_TOKEN", file=err)
+        return 2
+    try:
+        async with ApiClient(api_url, token) as api:
+            body = await api.get_json(f"/v1/campaigns/{campaign_id}/preview")
+            out.write(format_preview(body))
+            if not body.get("sufficient"):
+                print("error: insufficient_credits: top up before sending", file=err)
+                return 1
+            question = (
+                f"Send campaign {campaign_id} to {body.get('recipients', 0):,} recipients "
+                f"for {body.get('credits_required', 0):,} credits?"
+            )
+            if not yes and not _confirm(question, err):
+                print("not sent", file=err)
+                return 1
+            accepted = await api.post_json(f"/v1/campaigns/{campaign_id}/send")
+            print(
+                f"{accepted['status']}: {accepted['recipients']:,} recipients, "
+                f"{accepted['credits_reserved']:,} credits reserved",
+                file=out,
+            )
+    except ApiProblem as exc:
+        print(f"error: {exc.code}: {exc.detail}", file=err)
+        return 1
+    except ApiUnreachable as exc:
+        print(f"error: unreachable: {exc}", file=err)
+        return 1
+    if not watch_after:
+        return 0
+    return await watch(api_url, token, campaign_id, out=out, err=err)
+
+
+async def watch(
+    api_url: str, token: str | None, campaign_id: int, *, out: TextIO, err: TextIO
+) -> int:
+    """Draw the campaign's progress from its event stream until it ends; 0 if it was sent."""
+    if not token:
+        print("error: no API token: pass --token or set SENDER_API_TOKEN", file=err)
+        return 2
+    final: dict[str, Any] = {}
+    try:
+        async with ApiClient(api_url, token) as api:
+            async for event, data in api.events(f"/v1/campaigns/{campaign_id}/events"):
+                if event == "progress":
+                    final = data
+                    out.write(progress_line(data))
+                    out.flush()
+                elif event == "end":
+                    break
+    except ApiProblem as exc:
+        print(f"error: {exc.code}: {exc.detail}", file=err)
+        return 1
+    except ApiUnreachable as exc:
+        print(f"\nerror: unreachable: {exc}", file=err)
+        return 1
+    out.write("\n")
+    status = final.get("status", "unknown")
+    counts = final.get("counts", {})
+    print(
+        f"campaign {campaign_id}: {status}; sent {counts.get('sent', 0):,}, "
+        f"failed {counts.get('failed', 0):,}, unknown {counts.get('unknown', 0):,}",
+        file=out,
+    )
+    return 0 if status in {"sent", "sending", "scheduled", "paused"} else 1
+
+
+async def cancel(
+    api_url: str, token: str | None, campaign_id: int, *, yes: bool, out: TextIO, err: TextIO
+) -> int:
+    if not token:
+        print("error: no API token: pass --token or set SENDER_API_TOKEN", file=err)
+        return 2
+    if not yes and not _confirm(f"Cancel campaign {campaign_id}?", err):
+        print("not cancelled", file=err)
+        return 1
+    try:
+        async with ApiClient(api_url, token) as api:
+            body = await api.post_json(f"/v1/campaigns/{campaign_id}/cancel")
+    except ApiProblem as exc:
+        print(f"error: {exc.code}: {exc.detail}", file=err)
+        return 1
+    except ApiUnreachable as exc:
+        print(f"error: unreachable: {exc}", file=err)
+        return 1
+    print(
+        f"cancelled (was {body['previous_status']}): {body['cancelled_recipients']:,} pending "
+        f"recipients cancelled, {body['released_credits']:,} credits released",
+        file=out,
+    )
+    return 0

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from sender.cli_campaign import format_preview
+from sender.cli_campaign import format_preview, progress_line
 from sender.config import Settings
 from sender.db.migrations import apply_migrations
 from sender.mock_mitto.harness import MockProcess, free_port
@@ -78,18 +78,6 @@ class DemoApi:
                     f"{method} {path}: {resp.status} {body.get('code')}: {body.get('detail')}"
                 )
             return body
-
-
-def _bar(state: dict[str, Any], width: int = 32) -> str:
-    percent = float(state["percent"])
-    filled = int(width * percent / 100)
-    counts = state["counts"]
-    eta = state["eta_s"]
-    return (
-        f"\r[{'#' * filled}{'.' * (width - filled)}] {percent:5.1f}%  "
-        f"{state['rate_per_s']:>8,.0f} msg/s  ETA {eta if eta is not None else '-':>5}s  "
-        f"sent {counts['sent']:,}  failed {counts['failed']:,}  unknown {counts['unknown']:,}   "
-    )
 
 
 async def run_demo(settings: Settings, options: DemoOptions, out: TextIO = sys.stdout) -> int:
@@ -190,7 +178,7 @@ async def _walkthrough(
     state: dict[str, Any] = {}
     while True:
         state = await demo.call("GET", f"/v1/campaigns/{campaign_id}/progress", token)
-        out.write(_bar(state))
+        out.write(progress_line(state))
         out.flush()
         if state["status"] in TERMINAL:
             break
