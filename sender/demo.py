@@ -118,7 +118,11 @@ async def run_demo(settings: Settings, options: DemoOptions, out: TextIO = sys.s
         )
         async with aiohttp.ClientSession() as http:
             demo = DemoApi(http, f"http://127.0.0.1:{api_port}")
-            return await _walkthrough(demo, admin_token, options, out, started)
+            status = await _walkthrough(demo, admin_token, options, out, started)
+        peak = _peak_rss_mb(daemon.pid)
+        if peak is not None:
+            print(f"  daemon peak RSS {peak:.0f} MB", file=out)
+        return status
     finally:
         daemon.stop()
         api.stop()
@@ -208,5 +212,14 @@ def _summary(state: dict[str, Any], errors: dict[str, Any], out: TextIO, total_s
     print(f"  send rate {state['rate_per_s']:,.0f} messages/s; demo took {total_s:.1f} s", file=out)
 
 
-def demo_log_root() -> Path:
-    return state_dir() / "demo"
+def _peak_rss_mb(pid: int | None) -> float | None:
+    """The process's peak resident set (Linux VmHWM), while it still runs."""
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
