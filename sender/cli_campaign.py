@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, TextIO
 
 from sender.apiclient import ApiClient, ApiProblem, ApiUnreachable
@@ -80,24 +81,34 @@ def _cmd_preview(args: argparse.Namespace, _rest: list[str]) -> int:
     return asyncio.run(preview(args.api_url, args.token, args.id, out=sys.stdout, err=sys.stderr))
 
 
-async def preview(
-    api_url: str, token: str | None, campaign_id: int, *, out: TextIO, err: TextIO
+async def _with_api(
+    api_url: str, token: str | None, err: TextIO, work: Callable[[ApiClient], Awaitable[int]]
 ) -> int:
-    """Print campaign ``campaign_id``'s preview as a table; the exit status."""
+    """Run ``work`` with an API client; problems print ``error: code: detail`` and give 1."""
     if not token:
         print("error: no API token: pass --token or set SENDER_API_TOKEN", file=err)
         return 2
     try:
         async with ApiClient(api_url, token) as api:
-            body = await api.get_json(f"/v1/campaigns/{campaign_id}/preview")
+            return await work(api)
     except ApiProblem as exc:
         print(f"error: {exc.code}: {exc.detail}", file=err)
         return 1
     except ApiUnreachable as exc:
         print(f"error: unreachable: {exc}", file=err)
         return 1
-    out.write(format_preview(body))
-    return 0
+
+
+async def preview(
+    api_url: str, token: str | None, campaign_id: int, *, out: TextIO, err: TextIO
+) -> int:
+    """Print campaign ``campaign_id``'s preview as a table; the exit status."""
+
+    async def work(api: ApiClient) -> int:
+        out.write(format_preview(await api.get_json(f"/v1/campaigns/{campaign_id}/preview")))
+        return 0
+
+    return await _with_api(api_url, token, err, work)
 
 
 def format_preview(body: dict[str, Any]) -> str:
@@ -183,37 +194,31 @@ async def send(
     err: TextIO,
 ) -> int:
     """Preview, confirm, send; then watch unless told not to. The exit status."""
-    if not token:
-        print("error: no API token: pass --token or set SENDER_API_TOKEN", file=err)
-        return 2
-    try:
-        async with ApiClient(api_url, token) as api:
-            body = await api.get_json(f"/v1/campaigns/{campaign_id}/preview")
-            out.write(format_preview(body))
-            if not body.get("sufficient"):
-                print("error: insufficient_credits: top up before sending", file=err)
-                return 1
-            question = (
-                f"Send campaign {campaign_id} to {body.get('recipients', 0):,} recipients "
-                f"for {body.get('credits_required', 0):,} credits?"
-            )
-            if not yes and not _confirm(question, err):
-                print("not sent", file=err)
-                return 1
-            accepted = await api.post_json(f"/v1/campaigns/{campaign_id}/send")
-            print(
-                f"{accepted['status']}: {accepted['recipients']:,} recipients, "
-                f"{accepted['credits_reserved']:,} credits reserved",
-                file=out,
-            )
-    except ApiProblem as exc:
-        print(f"error: {exc.code}: {exc.detail}", file=err)
-        return 1
-    except ApiUnreachable as exc:
-        print(f"error: unreachable: {exc}", file=err)
-        return 1
-    if not watch_after:
+
+    async def work(api: ApiClient) -> int:
+        body = await api.get_json(f"/v1/campaigns/{campaign_id}/preview")
+        out.write(format_preview(body))
+        if not body.get("sufficient"):
+            print("error: insufficient_credits: top up before sending", file=err)
+            return 1
+        question = (
+            f"Send campaign {campaign_id} to {body.get('recipients', 0):,} recipients "
+            f"for {body.get('credits_required', 0):,} credits?"
+        )
+        if not yes and not _confirm(question, err):
+            print("not sent", file=err)
+            return 1
+        accepted = await api.post_json(f"/v1/campaigns/{campaign_id}/send")
+        print(
+            f"{accepted['status']}: {accepted['recipients']:,} recipients, "
+            f"{accepted['credits_reserved']:,} credits reserved",
+            file=out,
+        )
         return 0
+
+    status = await _with_api(api_url, token, err, work)
+    if status != 0 or not watch_after:
+        return status
     return await watch(api_url, token, campaign_id, out=out, err=err)
 
 
@@ -221,57 +226,42 @@ async def watch(
     api_url: str, token: str | None, campaign_id: int, *, out: TextIO, err: TextIO
 ) -> int:
     """Draw the campaign's progress from its event stream until it ends; 0 if it was sent."""
-    if not token:
-        print("error: no API token: pass --token or set SENDER_API_TOKEN", file=err)
-        return 2
-    final: dict[str, Any] = {}
-    try:
-        async with ApiClient(api_url, token) as api:
-            async for event, data in api.events(f"/v1/campaigns/{campaign_id}/events"):
-                if event == "progress":
-                    final = data
-                    out.write(progress_line(data))
-                    out.flush()
-                elif event == "end":
-                    break
-    except ApiProblem as exc:
-        print(f"error: {exc.code}: {exc.detail}", file=err)
-        return 1
-    except ApiUnreachable as exc:
-        print(f"\nerror: unreachable: {exc}", file=err)
-        return 1
-    out.write("\n")
-    status = final.get("status", "unknown")
-    counts = final.get("counts", {})
-    print(
-        f"campaign {campaign_id}: {status}; sent {counts.get('sent', 0):,}, "
-        f"failed {counts.get('failed', 0):,}, unknown {counts.get('unknown', 0):,}",
-        file=out,
-    )
-    return 0 if status in {"sent", "sending", "scheduled", "paused"} else 1
+
+    async def work(api: ApiClient) -> int:
+        final: dict[str, Any] = {}
+        async for event, data in api.events(f"/v1/campaigns/{campaign_id}/events"):
+            if event == "progress":
+                final = data
+                out.write(progress_line(data))
+                out.flush()
+            elif event == "end":
+                break
+        out.write("\n")
+        status = final.get("status", "unknown")
+        counts = final.get("counts", {})
+        print(
+            f"campaign {campaign_id}: {status}; sent {counts.get('sent', 0):,}, "
+            f"failed {counts.get('failed', 0):,}, unknown {counts.get('unknown', 0):,}",
+            file=out,
+        )
+        return 0 if status in {"sent", "sending", "scheduled", "paused"} else 1
+
+    return await _with_api(api_url, token, err, work)
 
 
 async def cancel(
     api_url: str, token: str | None, campaign_id: int, *, yes: bool, out: TextIO, err: TextIO
 ) -> int:
-    if not token:
-        print("error: no API token: pass --token or set SENDER_API_TOKEN", file=err)
-        return 2
-    if not yes and not _confirm(f"Cancel campaign {campaign_id}?", err):
-        print("not cancelled", file=err)
-        return 1
-    try:
-        async with ApiClient(api_url, token) as api:
-            body = await api.post_json(f"/v1/campaigns/{campaign_id}/cancel")
-    except ApiProblem as exc:
-        print(f"error: {exc.code}: {exc.detail}", file=err)
-        return 1
-    except ApiUnreachable as exc:
-        print(f"error: unreachable: {exc}", file=err)
-        return 1
-    print(
-        f"cancelled (was {body['previous_status']}): {body['cancelled_recipients']:,} pending "
-        f"recipients cancelled, {body['released_credits']:,} credits released",
-        file=out,
-    )
-    return 0
+    async def work(api: ApiClient) -> int:
+        if not yes and not _confirm(f"Cancel campaign {campaign_id}?", err):
+            print("not cancelled", file=err)
+            return 1
+        body = await api.post_json(f"/v1/campaigns/{campaign_id}/cancel")
+        print(
+            f"cancelled (was {body['previous_status']}): {body['cancelled_recipients']:,} "
+            f"pending recipients cancelled, {body['released_credits']:,} credits released",
+            file=out,
+        )
+        return 0
+
+    return await _with_api(api_url, token, err, work)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from aiohttp import web
+from arq.connections import ArqRedis
 
 from api.auth import store_of
 from api.jsonio import json_response
@@ -12,6 +14,20 @@ from api.keys import ARQ, DB, SETTINGS
 from api.pagination import path_id
 from sender import control
 from sender.control import Transition
+from sender.db.pool import Pool
+
+
+class RestartAction(Protocol):
+    async def __call__(
+        self,
+        pool: Pool,
+        arq: ArqRedis,
+        *,
+        prefix: str,
+        store_id: int,
+        campaign_id: int,
+        actor: str,
+    ) -> Transition: ...
 
 
 def _answer(transition: Transition) -> web.Response:
@@ -27,60 +43,51 @@ def _answer(transition: Transition) -> web.Response:
     return json_response(body, status=202 if transition.status == "sending" else 200)
 
 
-def _actor(request: web.Request) -> str:
-    return f"token:{store_of(request).token_id}"
-
-
 async def cancel_campaign(request: web.Request) -> web.Response:
+    identity = store_of(request)
     return _answer(
         await control.cancel(
             request.app[DB],
-            store_id=store_of(request).store_id,
+            store_id=identity.store_id,
             campaign_id=path_id(request),
-            actor=_actor(request),
+            actor=f"token:{identity.token_id}",
         )
     )
 
 
 async def pause_campaign(request: web.Request) -> web.Response:
+    identity = store_of(request)
     return _answer(
         await control.pause(
             request.app[DB],
-            store_id=store_of(request).store_id,
+            store_id=identity.store_id,
             campaign_id=path_id(request),
-            actor=_actor(request),
+            actor=f"token:{identity.token_id}",
         )
     )
 
 
-async def resume_campaign(request: web.Request) -> web.Response:
-    return _answer(
-        await control.resume(
-            request.app[DB],
-            request.app[ARQ],
-            prefix=request.app[SETTINGS].redis_prefix,
-            store_id=store_of(request).store_id,
-            campaign_id=path_id(request),
-            actor=_actor(request),
-        )
-    )
+def _restarting(action: RestartAction) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A handler for a transition back to sending, which also enqueues jobs."""
 
-
-async def retry_failed(request: web.Request) -> web.Response:
-    return _answer(
-        await control.retry_failed(
-            request.app[DB],
-            request.app[ARQ],
-            prefix=request.app[SETTINGS].redis_prefix,
-            store_id=store_of(request).store_id,
-            campaign_id=path_id(request),
-            actor=_actor(request),
+    async def handler(request: web.Request) -> web.Response:
+        identity = store_of(request)
+        return _answer(
+            await action(
+                request.app[DB],
+                request.app[ARQ],
+                prefix=request.app[SETTINGS].redis_prefix,
+                store_id=identity.store_id,
+                campaign_id=path_id(request),
+                actor=f"token:{identity.token_id}",
+            )
         )
-    )
+
+    return handler
 
 
 def setup(app: web.Application) -> None:
     app.router.add_post(r"/v1/campaigns/{id:\d+}/cancel", cancel_campaign)
     app.router.add_post(r"/v1/campaigns/{id:\d+}/pause", pause_campaign)
-    app.router.add_post(r"/v1/campaigns/{id:\d+}/resume", resume_campaign)
-    app.router.add_post(r"/v1/campaigns/{id:\d+}/retry-failed", retry_failed)
+    app.router.add_post(r"/v1/campaigns/{id:\d+}/resume", _restarting(control.resume))
+    app.router.add_post(r"/v1/campaigns/{id:\d+}/retry-failed", _restarting(control.retry_failed))
