@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import phonenumbers
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from sender import phones
 from sender.phones import (
     PhoneResult,
     is_valid_region,
@@ -117,3 +121,71 @@ def test_valid_regions() -> None:
     assert not is_valid_region("gr")
     assert not is_valid_region("XX")
     assert not is_valid_region("")
+
+
+# The fast path (numbers built from clean digits) must agree with the full parser everywhere.
+
+
+def _parser_only(raw: str, region: str | None) -> phones.PhoneResult:
+    """normalize_phone's documented reading, with every number going through the parser."""
+    digits = raw.lstrip("+")
+    international = raw.startswith("+")
+    if not international and digits.startswith("00"):
+        international, digits = True, digits[2:]
+    if len(digits) < 5:
+        return phones.PhoneResult(e164=None, reason=phones.REASON_INVALID)
+    if international or region is None:
+        return phones._parse("+" + digits, None)
+    national = phones._parse(digits, region)
+    if national.ok:
+        return national
+    fallback = phones._parse("+" + digits, None)
+    return fallback if fallback.ok else national
+
+
+_REGIONS = sorted(phonenumbers.SUPPORTED_REGIONS)
+
+
+@given(
+    region=st.sampled_from(_REGIONS),
+    kind=st.sampled_from(
+        [phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE]
+    ),
+    tail=st.integers(min_value=0, max_value=999),
+    form=st.sampled_from(
+        ["e164", "national_digits", "international_digits", "trunk_zero", "idd_00"]
+    ),
+)
+def test_fast_path_agrees_with_the_parser_on_real_numbers(
+    region: str, kind: int, tail: int, form: str
+) -> None:
+    example = phonenumbers.example_number_for_type(region, kind)
+    if example is None:
+        return
+    national = str(example.national_number)
+    national = national[: -len(str(tail))] + str(tail) if len(national) > 3 else national
+    code = str(example.country_code)
+    raw = {
+        "e164": f"+{code}{national}",
+        "national_digits": national,
+        "international_digits": f"{code}{national}",
+        "trunk_zero": f"0{national}",
+        "idd_00": f"00{code}{national}",
+    }[form]
+    if len(raw.lstrip("+")) < 5:
+        return  # rejected before either path runs
+    phones._normalize.cache_clear()
+    assert phones.normalize_phone(raw, region) == _parser_only(raw, region)
+
+
+@given(
+    digits=st.text(alphabet="0123456789", min_size=5, max_size=16),
+    plus=st.booleans(),
+    region=st.sampled_from([*_REGIONS[:40], None]),
+)
+def test_fast_path_agrees_with_the_parser_on_any_digits(
+    digits: str, plus: bool, region: str | None
+) -> None:
+    raw = ("+" if plus else "") + digits
+    phones._normalize.cache_clear()
+    assert phones.normalize_phone(raw, region) == _parser_only(raw, region)
