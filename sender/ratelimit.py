@@ -18,6 +18,9 @@ daemon); :mod:`sender.ratelimit_redis` holds the shared one (several daemons). B
   block), and cuts the rate multiplicatively at most once per cooldown, because hundreds of
   requests in flight answering 429 together are one congestion signal. The rate then recovers
   additively with time, outside blocked windows, up to the ceiling.
+- **Shared parts.** :class:`QueuedLimiter` is the base of both limiters: the settings checks,
+  the counters, the wait queue with its pump task (started by the first waiter, ended when the
+  queue is empty) and ``close``. Each keeps its own ``acquire`` fast path and grant loop.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Final, Protocol
+from typing import ClassVar, Final, NamedTuple, Protocol
 
 from sender.errors import SenderError
 
@@ -204,6 +207,15 @@ def check_limits(rate_per_s: float, burst: int) -> None:
         raise ValueError(f"burst must be at least 1, not {burst!r}")
 
 
+class Aimd(NamedTuple):
+    """The adaptive-rate settings both limiters take, in the order the Redis script wants."""
+
+    min_rate_fraction: float
+    decrease_factor: float
+    recovery_fraction_per_s: float
+    cut_cooldown_s: float
+
+
 def check_adaptive(
     min_rate_fraction: float,
     decrease_factor: float,
@@ -220,7 +232,123 @@ def check_adaptive(
         raise ValueError("cut_cooldown_s must be >= 0")
 
 
-class TokenBucket:
+async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
+    """Cancel a background ``task`` (if any) and wait until it has ended."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        # The task's own cancellation, not ours: re-raise only if we were cancelled.
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+
+
+class QueuedLimiter:
+    """The base of both limiters: settings, counters, the wait queue and its pump task.
+
+    A subclass grants on its own fast path in ``acquire`` and otherwise awaits :meth:`_wait`,
+    which queues the caller and starts the subclass's :meth:`_pump` when none runs.
+    """
+
+    #: The name of the pump task.
+    _PUMP_NAME: ClassVar[str] = "ratelimit-pump"
+
+    def __init__(
+        self,
+        rate_per_s: float,
+        burst: int,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+        aimd: Aimd,
+    ) -> None:
+        check_limits(rate_per_s, burst)
+        check_adaptive(*aimd)
+        self._clock = clock
+        self._sleep = sleep
+        self._aimd = aimd
+        self._ceiling = float(rate_per_s)
+        self._burst = burst
+        self._rate = self._ceiling
+        # No grant before this (a ``Retry-After`` block).
+        self._blocked_until = -math.inf
+
+        self._queue = WaitQueue()
+        self._pump_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+        self.waited_s_total = 0.0
+        self.grants_total = 0
+        self.tokens_total = 0
+        self.throttled_total = 0
+        self.cuts_total = 0
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def ceiling_per_s(self) -> float:
+        return self._ceiling
+
+    @property
+    def burst(self) -> int:
+        return self._burst
+
+    @property
+    def waiting(self) -> int:
+        return self._queue.count
+
+    def blocked_for(self) -> float:
+        return max(0.0, self._blocked_until - self._clock())
+
+    # -- waiting -----------------------------------------------------------------------------
+
+    async def _wait(self, n: int, priority: int, key: Hashable) -> float:
+        """Queue for ``n`` tokens until the pump grants them; return the seconds waited."""
+        if self._closed:
+            raise LimiterClosedError()
+        if n < 1:
+            raise ValueError(f"n must be at least 1, not {n!r}")
+        start = self._clock()
+        waiter = self._queue.push(asyncio.get_running_loop().create_future(), n, priority, key)
+        if self._pump_task is None:
+            self._pump_task = asyncio.create_task(self._run_pump(), name=self._PUMP_NAME)
+        try:
+            await waiter.future
+        except asyncio.CancelledError:
+            if not self._queue.cancelled(waiter):
+                # Granted, then cancelled before it could send: the tokens were not used.
+                self._refund(n)
+            raise
+        waited = self._clock() - start
+        self.waited_s_total += waited
+        return waited
+
+    async def _run_pump(self) -> None:
+        try:
+            await self._pump()
+        finally:
+            self._pump_task = None
+
+    async def _pump(self) -> None:
+        """Grant queued waiters in order until the queue is empty (ends the pump task)."""
+        raise NotImplementedError
+
+    def _refund(self, n: int) -> None:
+        """Take back ``n`` tokens granted to a waiter cancelled before it resumed."""
+        raise NotImplementedError
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        self._closed = True
+        task, self._pump_task = self._pump_task, None
+        await cancel_and_wait(task)
+        self._queue.fail_all(LimiterClosedError())
+
+
+class TokenBucket(QueuedLimiter):
     """The in-process adaptive token bucket (``SENDER_LIMITER=local``).
 
     ``clock`` and ``sleep`` are injectable so tests can run minutes of simulated time in
@@ -239,40 +367,25 @@ class TokenBucket:
         recovery_fraction_per_s: float = 0.1,
         cut_cooldown_s: float = 1.0,
     ) -> None:
-        check_limits(rate_per_s, burst)
-        check_adaptive(min_rate_fraction, decrease_factor, recovery_fraction_per_s, cut_cooldown_s)
-        self._clock = clock
-        self._sleep = sleep
+        aimd = Aimd(min_rate_fraction, decrease_factor, recovery_fraction_per_s, cut_cooldown_s)
+        super().__init__(rate_per_s, burst, clock, sleep, aimd)
+        # Plain attributes: the refill reads them on every grant while the rate recovers.
         self._min_rate_fraction = min_rate_fraction
         self._decrease_factor = decrease_factor
         self._recovery_fraction_per_s = recovery_fraction_per_s
         self._cut_cooldown_s = cut_cooldown_s
 
-        self._ceiling = float(rate_per_s)
-        self._burst = burst
         self._capacity = float(burst)
         now = clock()
         self._tokens = self._capacity
         # Tokens are accounted up to ``_last``; it is in the future while blocked, so nothing
         # accrues during a Retry-After window.
         self._last = now
-        self._blocked_until = -math.inf
         # The rate is ``_rate`` until ``_recover_from``, then grows linearly to the ceiling.
         # While it is at the ceiling, ``_recovering`` is False and refill is one multiply.
-        self._rate = self._ceiling
         self._recover_from = now
         self._recovering = False
         self._last_cut = -math.inf
-
-        self._queue = WaitQueue()
-        self._pump_task: asyncio.Task[None] | None = None
-        self._closed = False
-
-        self.waited_s_total = 0.0
-        self.grants_total = 0
-        self.tokens_total = 0
-        self.throttled_total = 0
-        self.cuts_total = 0
 
     # -- state -------------------------------------------------------------------------------
 
@@ -283,25 +396,10 @@ class TokenBucket:
         return self._rate
 
     @property
-    def ceiling_per_s(self) -> float:
-        return self._ceiling
-
-    @property
-    def burst(self) -> int:
-        return self._burst
-
-    @property
-    def waiting(self) -> int:
-        return self._queue.count
-
-    @property
     def tokens(self) -> float:
         """Tokens in the bucket now (negative while in debt after a bulk grant)."""
         self._refill(self._clock())
         return self._tokens
-
-    def blocked_for(self) -> float:
-        return max(0.0, self._blocked_until - self._clock())
 
     # -- acquiring ---------------------------------------------------------------------------
 
@@ -341,26 +439,6 @@ class TokenBucket:
             return 0.0
         return await self._wait(n, priority, key)
 
-    async def _wait(self, n: int, priority: int, key: Hashable) -> float:
-        if self._closed:
-            raise LimiterClosedError()
-        if n < 1:
-            raise ValueError(f"n must be at least 1, not {n!r}")
-        start = self._clock()
-        waiter = self._queue.push(asyncio.get_running_loop().create_future(), n, priority, key)
-        if self._pump_task is None:
-            self._pump_task = asyncio.create_task(self._pump(), name="ratelimit-pump")
-        try:
-            await waiter.future
-        except asyncio.CancelledError:
-            if not self._queue.cancelled(waiter):
-                # Granted, then cancelled before it could send: the tokens were not used.
-                self._refund(n)
-            raise
-        waited = self._clock() - start
-        self.waited_s_total += waited
-        return waited
-
     async def _pump(self) -> None:
         """Grant queued waiters in order, sleeping until the head one can be granted.
 
@@ -369,15 +447,12 @@ class TokenBucket:
         at most until that wake-up (at most ``burst / rate`` seconds).
         """
         queue = self._queue
-        try:
-            while (waiter := queue.peek()) is not None:
-                wait = self.try_acquire(waiter.n)
-                if wait == 0.0:
-                    queue.grant(waiter)
-                else:
-                    await self._sleep(wait)
-        finally:
-            self._pump_task = None
+        while (waiter := queue.peek()) is not None:
+            wait = self.try_acquire(waiter.n)
+            if wait == 0.0:
+                queue.grant(waiter)
+            else:
+                await self._sleep(wait)
 
     def _refund(self, n: int) -> None:
         self._refill(self._clock())
@@ -446,19 +521,3 @@ class TokenBucket:
             # Re-anchor the curve at ``now``: same line, smaller numbers, and the hot path
             # returns to one multiply once the ceiling is reached.
             self._set_curve(self._rate_at(now), now)
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    async def close(self) -> None:
-        self._closed = True
-        task, self._pump_task = self._pump_task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                # The pump's own cancellation, not ours: re-raise only if we were cancelled.
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
-        self._queue.fail_all(LimiterClosedError())

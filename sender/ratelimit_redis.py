@@ -38,9 +38,10 @@ from redis.exceptions import NoScriptError, RedisError
 
 from sender.ratelimit import (
     NORMAL,
-    LimiterClosedError,
-    WaitQueue,
-    check_adaptive,
+    Aimd,
+    QueuedLimiter,
+    Waiter,
+    cancel_and_wait,
     check_limits,
 )
 from sender.redisconn import redis_from_url
@@ -149,7 +150,7 @@ _BACKOFF_BASE_S: Final = 0.05
 _BACKOFF_MAX_S: Final = 2.0
 
 
-class RedisTokenBucket:
+class RedisTokenBucket(QueuedLimiter):
     """A token bucket shared through Redis by every daemon that uses the same ``key``.
 
     Same interface as :class:`~sender.ratelimit.TokenBucket` (both are
@@ -157,6 +158,8 @@ class RedisTokenBucket:
     limiter was made by :meth:`from_url`. ``rate_per_s`` is the shared rate as of this
     process's last script call.
     """
+
+    _PUMP_NAME = "ratelimit-redis-pump"
 
     def __init__(
         self,
@@ -174,41 +177,25 @@ class RedisTokenBucket:
         cut_cooldown_s: float = 1.0,
         owns_client: bool = False,
     ) -> None:
-        check_limits(rate_per_s, burst)
-        check_adaptive(min_rate_fraction, decrease_factor, recovery_fraction_per_s, cut_cooldown_s)
+        aimd = Aimd(min_rate_fraction, decrease_factor, recovery_fraction_per_s, cut_cooldown_s)
+        super().__init__(rate_per_s, burst, clock, sleep, aimd)
         if not lease_s > 0:
             raise ValueError("lease_s must be positive")
         self._client = client
         self._key = key
         self._owns_client = owns_client
-        self._clock = clock
-        self._sleep = sleep
         self._lease_s = lease_s
-        self._adaptive = (min_rate_fraction, decrease_factor, recovery_fraction_per_s)
-        self._cut_cooldown_s = cut_cooldown_s
-        self._burst = burst
-        self._ceiling = float(rate_per_s)
-        self._rate = self._ceiling
         self._resize()
 
         # The local lease: tokens taken from Redis, usable until ``_lease_expires``.
         self._lease = 0
         self._lease_expires = -math.inf
-        self._blocked_until = -math.inf
 
-        self._queue = WaitQueue()
-        self._pump_task: asyncio.Task[None] | None = None
         # Throttle signals waiting to reach Redis, coalesced into one script call at a time.
         self._signal_task: asyncio.Task[None] | None = None
         self._signal_pending = False
         self._signal_retry_s = -1.0
-        self._closed = False
 
-        self.waited_s_total = 0.0
-        self.grants_total = 0
-        self.tokens_total = 0
-        self.throttled_total = 0
-        self.cuts_total = 0
         #: Script calls made (how well local batching spares Redis).
         self.redis_calls_total = 0
 
@@ -232,25 +219,14 @@ class RedisTokenBucket:
         reserve = self._lease_max if self._lease_max > 1 else 0
         self._capacity = self._burst - reserve
         self._lease_ttl_s = self._lease_max / ceiling
-        min_frac, decrease, recovery = self._adaptive
-        self._script_args = tuple(
-            repr(float(x))
-            for x in (ceiling, self._capacity, min_frac, decrease, recovery, self._cut_cooldown_s)
-        )
+        # ARGV[2..7] of the script: the Aimd fields come in the order it reads them.
+        self._script_args = tuple(repr(float(x)) for x in (ceiling, self._capacity, *self._aimd))
 
     # -- state -------------------------------------------------------------------------------
 
     @property
     def rate_per_s(self) -> float:
         return self._rate
-
-    @property
-    def ceiling_per_s(self) -> float:
-        return self._ceiling
-
-    @property
-    def burst(self) -> int:
-        return self._burst
 
     @property
     def capacity(self) -> int:
@@ -261,13 +237,6 @@ class RedisTokenBucket:
     def lease_tokens(self) -> int:
         """The most tokens one lease takes at the ceiling rate."""
         return self._lease_max
-
-    @property
-    def waiting(self) -> int:
-        return self._queue.count
-
-    def blocked_for(self) -> float:
-        return max(0.0, self._blocked_until - self._clock())
 
     # -- acquiring ---------------------------------------------------------------------------
 
@@ -280,85 +249,67 @@ class RedisTokenBucket:
             return 0.0
         return await self._wait(n, priority, key)
 
-    async def _wait(self, n: int, priority: int, key: Hashable) -> float:
-        if self._closed:
-            raise LimiterClosedError()
-        if n < 1:
-            raise ValueError(f"n must be at least 1, not {n!r}")
-        start = self._clock()
-        waiter = self._queue.push(asyncio.get_running_loop().create_future(), n, priority, key)
-        if self._pump_task is None:
-            self._pump_task = asyncio.create_task(self._pump(), name="ratelimit-redis-pump")
-        try:
-            await waiter.future
-        except asyncio.CancelledError:
-            # Tokens granted to a caller cancelled before it resumed are lost (under-use only).
-            self._queue.cancelled(waiter)
-            raise
-        waited = self._clock() - start
-        self.waited_s_total += waited
-        return waited
-
     async def _pump(self) -> None:
         """Grant queued waiters from the lease, taking a new lease from Redis when it runs out."""
         queue = self._queue
         failures = 0
-        try:
-            while (waiter := queue.peek()) is not None:
-                now = self._clock()
-                if self._lease >= waiter.n and now < self._lease_expires:
-                    self._lease -= waiter.n
-                    self.grants_total += 1
-                    self.tokens_total += waiter.n
-                    queue.grant(waiter)
-                    continue
-                if now < self._blocked_until:
-                    await self._sleep(self._blocked_until - now)
-                    continue
-                # Leftovers too few for the head waiter (or expired) are let go, never pooled
-                # with the next lease: a token must be used within its lease's lifetime.
-                self._lease = 0
-                big = waiter.n > self._lease_max
-                want = waiter.n if big else max(waiter.n, self._lease_size())
-                sent = self._clock()
-                try:
-                    reply = await self._call(_TAKE, want)
-                except (RedisError, OSError) as exc:
-                    failures += 1
-                    delay = min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** min(failures, 8))
-                    log.warning(
-                        "rate limiter cannot reach Redis; sends wait",
-                        extra={"error": repr(exc), "retry_in_s": delay},
-                    )
-                    await self._sleep(delay)
-                    continue
-                failures = 0
-                granted, wait = self._apply(reply)
-                if not granted:
-                    # Blocked by a Retry-After (``_apply`` recorded until when); the floor
-                    # keeps a block ending within microseconds from spinning on Redis.
-                    floor = self._clock() + _MIN_WAIT_S
-                    self._blocked_until = max(self._blocked_until, floor)
-                    continue
-                # The lease is usable from ``wait`` after Redis granted it (counted from the
-                # reply, later) until ``ttl`` after that (counted from the request, earlier).
-                self._lease_expires = sent + wait + self._lease_ttl_s
-                signals = self.throttled_total
-                if wait > 0.0:
-                    await self._sleep(wait)
-                if self.throttled_total != signals:
-                    continue  # throttled meanwhile: let the reservation go
-                self._lease = granted
-                # The head is served at once, even if a slow round trip ate the lease's
-                # lifetime: it uses its tokens the moment they are due, it holds none.
-                head = queue.peek()
-                if head is not None and head.n <= granted:
-                    self._lease -= head.n
-                    self.grants_total += 1
-                    self.tokens_total += head.n
-                    queue.grant(head)
-        finally:
-            self._pump_task = None
+        while (waiter := queue.peek()) is not None:
+            now = self._clock()
+            if self._lease >= waiter.n and now < self._lease_expires:
+                self._grant(waiter)
+                continue
+            if now < self._blocked_until:
+                await self._sleep(self._blocked_until - now)
+                continue
+            # Leftovers too few for the head waiter (or expired) are let go, never pooled
+            # with the next lease: a token must be used within its lease's lifetime.
+            self._lease = 0
+            big = waiter.n > self._lease_max
+            want = waiter.n if big else max(waiter.n, self._lease_size())
+            sent = self._clock()
+            try:
+                reply = await self._call(_TAKE, want)
+            except (RedisError, OSError) as exc:
+                failures += 1
+                delay = min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** min(failures, 8))
+                log.warning(
+                    "rate limiter cannot reach Redis; sends wait",
+                    extra={"error": repr(exc), "retry_in_s": delay},
+                )
+                await self._sleep(delay)
+                continue
+            failures = 0
+            granted, wait = self._apply(reply)
+            if not granted:
+                # Blocked by a Retry-After (``_apply`` recorded until when); the floor
+                # keeps a block ending within microseconds from spinning on Redis.
+                floor = self._clock() + _MIN_WAIT_S
+                self._blocked_until = max(self._blocked_until, floor)
+                continue
+            # The lease is usable from ``wait`` after Redis granted it (counted from the
+            # reply, later) until ``ttl`` after that (counted from the request, earlier).
+            self._lease_expires = sent + wait + self._lease_ttl_s
+            signals = self.throttled_total
+            if wait > 0.0:
+                await self._sleep(wait)
+            if self.throttled_total != signals:
+                continue  # throttled meanwhile: let the reservation go
+            self._lease = granted
+            # The head is served at once, even if a slow round trip ate the lease's
+            # lifetime: it uses its tokens the moment they are due, it holds none.
+            head = queue.peek()
+            if head is not None and head.n <= granted:
+                self._grant(head)
+
+    def _grant(self, waiter: Waiter) -> None:
+        """Serve the head ``waiter`` from the lease."""
+        self._lease -= waiter.n
+        self.grants_total += 1
+        self.tokens_total += waiter.n
+        self._queue.grant(waiter)
+
+    def _refund(self, n: int) -> None:
+        """Nothing: lease tokens granted to a cancelled caller are lost (under-use only)."""
 
     def _lease_size(self) -> int:
         # Leases shrink with the adaptive rate, so a slowed-down bucket is shared in small bites.
@@ -435,19 +386,9 @@ class RedisTokenBucket:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def close(self) -> None:
-        self._closed = True
-        for task in (self._pump_task, self._signal_task):
-            if task is None:
-                continue
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
-        self._pump_task = self._signal_task = None
-        self._queue.fail_all(LimiterClosedError())
+        await super().close()
+        task, self._signal_task = self._signal_task, None
+        await cancel_and_wait(task)
         if self._owns_client:
             await self._client.aclose()
 

@@ -1,13 +1,24 @@
 """Field validation of the mock, answering Mitto's ``responseCode`` values.
 
 Kept separate from the handlers so the rules read like the table in ``mitto-api.md``. The
-regular expressions are compiled once: these checks run for every message of a benchmark.
+regular expressions are compiled once: these checks run for every message of a benchmark. The
+GSM 03.38 tables and part sizes are :mod:`sender.segments`'s; the mock counts parts its own way
+(units over the part size, see :func:`gsm_segments`).
 """
 
 from __future__ import annotations
 
 import re
 from typing import Final
+
+from sender.segments import (
+    GSM7_EXTENSION,
+    GSM7_MULTI_PART,
+    GSM7_SINGLE,
+    UCS2_MULTI_PART,
+    UCS2_SINGLE,
+    is_gsm7,
+)
 
 OK: Final = 0
 INTERNAL_ERROR: Final = 1
@@ -33,15 +44,8 @@ RESPONSE_TEXTS: Final[dict[int, str]] = {
     CHARSET_ERROR: "Character set error",
 }
 
-# GSM 03.38: the basic table (without ESC) and the extension table, whose characters take two
-# septets.
-_GSM_BASIC: Final = (
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM_EXTENSION: Final = "^{}\\[~]|€\f"
-_NOT_GSM: Final = re.compile("[^" + re.escape(_GSM_BASIC + _GSM_EXTENSION) + "]")
-_GSM_EXT_CHAR: Final = re.compile("[" + re.escape(_GSM_EXTENSION) + "]")
+# Characters of the GSM 03.38 extension table take two septets (escape + code).
+_GSM_EXT_CHAR: Final = re.compile("[" + re.escape("".join(sorted(GSM7_EXTENSION))) + "]")
 _NOT_HEX: Final = re.compile("[^0-9A-Fa-f]")
 
 _NUMERIC_SENDER: Final = re.compile(r"\d{3,14}")
@@ -59,15 +63,23 @@ _TYPES: Final[dict[str, str]] = {
 
 
 def gsm_segments(text: str) -> int:
-    """Segments of a GSM-7 text: 160 septets in one part, 153 per part when split."""
+    """Segments of a GSM-7 text: 160 septets in one part, 153 per part when split.
+
+    Septets over the part size: unlike :func:`sender.segments.count_segments`, the mock does
+    not move an escape sequence that straddles two parts to the next one.
+    """
     septets = len(text) + len(_GSM_EXT_CHAR.findall(text))
-    return 1 if septets <= 160 else -(-septets // 153)
+    return _parts(septets, GSM7_SINGLE, GSM7_MULTI_PART)
 
 
 def ucs2_segments(text: str) -> int:
     """Segments of a UCS-2 text: 70 units in one part, 67 per part; astral chars take two."""
     units = len(text.encode("utf-16-le")) // 2
-    return 1 if units <= 70 else -(-units // 67)
+    return _parts(units, UCS2_SINGLE, UCS2_MULTI_PART)
+
+
+def _parts(units: int, single: int, multi: int) -> int:
+    return 1 if units <= single else -(-units // multi)
 
 
 def check_content(sender: str, text: str, type_: str | None) -> tuple[int, str, int]:
@@ -86,11 +98,11 @@ def check_content(sender: str, text: str, type_: str | None) -> tuple[int, str, 
     if _NUMERIC_SENDER.fullmatch(sender) is None and _ALPHA_SENDER.fullmatch(sender) is None:
         return INVALID_SENDER, encoding, 0
     if encoding == "GSM":
-        if _NOT_GSM.search(text) is not None:
+        if not is_gsm7(text):
             return TEXT_INVALID_FOR_ENCODING, encoding, 0
         return OK, encoding, gsm_segments(text)
     if encoding == "auto":
-        if _NOT_GSM.search(text) is None:
+        if is_gsm7(text):
             return OK, "GSM", gsm_segments(text)
         return OK, "Unicode", ucs2_segments(text)
     if encoding == "Unicode":
