@@ -25,7 +25,7 @@ from api.keys import ARQ, DB, REDIS, SETTINGS
 from api.middleware import request_context_middleware
 from api.problems import problem_middleware
 from api.ratelimit import rate_limit_middleware
-from api.routes import admin, campaigns, contacts, control, health, sending, store
+from api.routes import admin, campaigns, contacts, control, health, queues, sending, store
 from sender.config import Settings
 from sender.db.pool import create_pool
 from sender.jobs import create_arq_pool
@@ -71,5 +71,6 @@ def create_app(settings: Settings) -> web.Application:
     metrics.setup(app)
     openapi.setup(app)
     admin.setup(app)
+    queues.setup(app)
     store.setup(app)
     return app

@@ -8,8 +8,10 @@ series stays bounded whatever clients send.
 
 from __future__ import annotations
 
+from importlib import metadata
+
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -37,11 +39,26 @@ class ApiMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # Same family as the daemon's, so one query shows which versions run where.
+        self.build = Gauge(
+            "sender_build_info",
+            "Build information.",
+            ["version", "component"],
+            registry=self.registry,
+        )
+        self.build.labels(version=_version(), component="api").set(1)
 
     def observe(self, method: str, route: str, status: int, duration_s: float) -> None:
         label = method if method in _METHODS else "other"
         self.requests.labels(label, route, str(status)).inc()
         self.duration.labels(label, route).observe(duration_s)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("campaign-sender")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 METRICS = web.AppKey("metrics", ApiMetrics)

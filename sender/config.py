@@ -86,6 +86,8 @@ class Settings(BaseSettings):
 
     # Observability.
     metrics_port: Annotated[int, Field(ge=0, lt=65536)] = 9108
+    #: False keeps the daemon's hot-path metric hooks idle (the overhead benchmark's baseline).
+    metrics_enabled: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("database_url")

@@ -26,6 +26,7 @@ from arq.worker import Worker, func
 
 from sender.batch import BatchSender, SenderConfig
 from sender.config import Settings
+from sender.db import monitoring as monitoring_db
 from sender.db import pipeline as pipeline_db
 from sender.db.completion import try_complete
 from sender.db.pool import Pool, create_pool
@@ -38,9 +39,11 @@ from sender.jobs import (
     queue_name,
     serialize,
 )
+from sender.logs import log_context
 from sender.metrics import DaemonMetrics
 from sender.mitto import MittoClient
 from sender.outcomes import OutcomeWriter
+from sender.queues import prune_daemons, read_queues
 from sender.ratelimit import ProviderLimiter, TokenBucket
 from sender.redisconn import command
 from sender.retry import RetryPolicy
@@ -52,6 +55,11 @@ BATCH_JOB_TIMEOUT_S = 600
 DISPATCH_JOB_TIMEOUT_S = 900
 HEARTBEAT_INTERVAL_S = 5.0
 HEARTBEAT_TTL_S = 30
+#: Queue depth and campaign activity are read this often for the metrics: cheap reads
+#: (two Redis round trips, one indexed count), and Prometheus scrapes every 15 s anyway.
+MONITOR_INTERVAL_S = 5.0
+#: A daemon silent this long is dropped from the heartbeat hash (a killed one never says bye).
+FORGET_DAEMON_AFTER_S = 3600.0
 
 
 class Daemon:
@@ -62,7 +70,7 @@ class Daemon:
         self.metrics_port = settings.metrics_port if metrics_port is None else metrics_port
         self.daemon_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.started_at = datetime.now(UTC)
-        self.metrics = DaemonMetrics()
+        self.metrics = DaemonMetrics(enabled=settings.metrics_enabled)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._workers: list[Worker] = []
@@ -149,6 +157,7 @@ class Daemon:
             self._tasks.append(asyncio.create_task(worker.async_run(), name=f"arq-{priority}"))
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
         self._tasks.append(asyncio.create_task(self._sweep_loop(), name="sweeper"))
+        self._tasks.append(asyncio.create_task(self._monitor_loop(), name="monitor"))
         log.info(
             "daemon started",
             extra={
@@ -285,6 +294,7 @@ class Daemon:
                 "heartbeat": now,
                 "in_flight": self.sender.in_flight,
                 "rate_per_s": self.limiter.rate_per_s,
+                "messages_per_s": round(self.metrics.sample_message_rate(), 2),
             }
             try:
                 await command(self.arq, "HSET", key, self.daemon_id, orjson.dumps(info))
@@ -293,6 +303,18 @@ class Daemon:
             except Exception:
                 log.warning("heartbeat failed", exc_info=True)
             await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+
+    async def _monitor_loop(self) -> None:
+        """Queue depth and campaign activity for the metrics; prunes forgotten daemons."""
+        prefix = self.settings.redis_prefix
+        while True:
+            try:
+                self.metrics.queues_read(await read_queues(self.arq, prefix))
+                self.metrics.campaigns_read(await monitoring_db.campaign_activity(self.pool))
+                await prune_daemons(self.arq, prefix, FORGET_DAEMON_AFTER_S)
+            except Exception:
+                log.warning("monitoring read failed", exc_info=True)
+            await asyncio.sleep(MONITOR_INTERVAL_S)
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -307,14 +329,16 @@ class Daemon:
 
 async def _dispatch_job(ctx: dict[str, Any], campaign_id: int, dispatch_round: int) -> int:
     daemon: Daemon = ctx["daemon"]
-    return await daemon.run_dispatch(campaign_id, dispatch_round)
+    with log_context(job_id=ctx.get("job_id"), campaign_id=campaign_id):
+        return await daemon.run_dispatch(campaign_id, dispatch_round)
 
 
 async def _send_batch_job(
     ctx: dict[str, Any], campaign_id: int, batch_no: int, generation: int
 ) -> int:
     daemon: Daemon = ctx["daemon"]
-    return await daemon.run_send_batch(campaign_id, batch_no, generation)
+    with log_context(job_id=ctx.get("job_id"), campaign_id=campaign_id):
+        return await daemon.run_send_batch(campaign_id, batch_no, generation)
 
 
 async def run_daemon(settings: Settings, *, metrics_port: int | None = None) -> int:
