@@ -66,6 +66,18 @@ class MockAdmin:
             out: dict[str, Any] = orjson.loads(await resp.read())
         return out
 
+    async def timeline(
+        self, *, bucket_ms: float = 100, window_ms: float = 100, since: float | None = None
+    ) -> dict[str, Any]:
+        """Arrivals over time (``GET /_mock/timeline``): buckets and the busiest window."""
+        params = {"bucket_ms": str(bucket_ms), "window_ms": str(window_ms)}
+        if since is not None:
+            params["since"] = repr(since)
+        async with self._http().get(f"{self.admin_url}/timeline", params=params) as resp:
+            resp.raise_for_status()
+            out: dict[str, Any] = orjson.loads(await resp.read())
+        return out
+
     async def reset(self) -> None:
         async with self._http().post(f"{self.admin_url}/reset") as resp:
             resp.raise_for_status()

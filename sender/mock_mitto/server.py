@@ -1,8 +1,9 @@
 """The mock Mitto SMS REST API: an aiohttp application with the provider and admin routes.
 
 Provider routes (``X-Mitto-API-Key`` required): ``POST /sms``, ``/sms.json``, ``/smsbulk``.
-Admin routes (no key, loopback use): ``/_mock/messages``, ``/_mock/stats``, ``/_mock/reset``,
-``/_mock/config`` and ``/_mock/inbound``. See ``mitto-api.md``, last section.
+Admin routes (no key, loopback use): ``/_mock/messages``, ``/_mock/stats``,
+``/_mock/timeline``, ``/_mock/reset``, ``/_mock/config`` and ``/_mock/inbound``. See
+``mitto-api.md``, last section.
 
 The provider handlers are the benchmark's ceiling, so they stay lean: when no fault knob is
 set they do no sleeping and draw no random numbers; bodies go through orjson; validation uses
@@ -170,6 +171,7 @@ class MockServer:
         app.router.add_post("/smsbulk.json", self.handle_bulk)
         app.router.add_get("/_mock/messages", self.handle_messages)
         app.router.add_get("/_mock/stats", self.handle_stats)
+        app.router.add_get("/_mock/timeline", self.handle_timeline)
         app.router.add_post("/_mock/reset", self.handle_reset)
         app.router.add_get("/_mock/config", self.handle_get_config)
         app.router.add_put("/_mock/config", self.handle_put_config)
@@ -420,6 +422,23 @@ class MockServer:
             await response.write(chunk)
         await response.write_eof()
         return response
+
+    async def handle_timeline(self, request: web.Request) -> web.Response:
+        """``GET /_mock/timeline?bucket_ms=100&window_ms=100&since=UNIX``: arrivals over time.
+
+        Accepted messages per bucket and the most that arrived in any sliding window, from
+        the record's ``received_at`` (benchmarks: send rate over time, limiter accuracy).
+        """
+        try:
+            bucket_s = float(request.query.get("bucket_ms", "100")) / 1000.0
+            window_s = float(request.query.get("window_ms", "100")) / 1000.0
+            since_raw = request.query.get("since")
+            since = float(since_raw) if since_raw else None
+        except ValueError:
+            return _problem(400, "bucket_ms, window_ms and since must be numbers")
+        if not (bucket_s > 0 and window_s > 0):
+            return _problem(400, "bucket_ms and window_ms must be positive")
+        return _json(self.record.timeline(bucket_s, window_s, since))
 
     async def handle_stats(self, request: web.Request) -> web.Response:
         """``GET /_mock/stats``."""

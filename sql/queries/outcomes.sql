@@ -1,7 +1,9 @@
--- The outcome writer: a flush is COPY into a staging table plus three set-based statements in
+-- The outcome writer: a flush is COPY into a staging table plus one set-based statement, in
 -- one transaction. No statement here runs per recipient.
 
 -- name: create_stage
+-- Created once per connection (the writer remembers which backends have it); its rows live
+-- until the end of the flush's transaction.
 CREATE TEMP TABLE IF NOT EXISTS outcome_stage (
     recipient_id        bigint NOT NULL,
     campaign_id         bigint NOT NULL,
@@ -17,18 +19,14 @@ CREATE TEMP TABLE IF NOT EXISTS outcome_stage (
     charge              boolean NOT NULL,
     at                  timestamptz NOT NULL
 ) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS outcome_applied (
-    recipient_id bigint NOT NULL,
-    campaign_id  bigint NOT NULL,
-    store_id     bigint NOT NULL,
-    status       text NOT NULL,
-    segments     smallint NOT NULL,
-    charge       boolean NOT NULL
-) ON COMMIT DELETE ROWS;
 
 -- name: apply
--- Only recipients still `sending` move: a state never goes backwards, and an outcome applied
--- twice (a retried flush) changes nothing the second time.
+-- Everything a flush changes, in one statement (one round trip, one plan the connection keeps):
+-- - recipients move, but only those still `sending`: a state never goes backwards, and an
+--   outcome applied twice (a retried flush) changes nothing the second time;
+-- - one ledger charge per accepted recipient (guarded by a unique index);
+-- - campaign counters and credits, store reservations.
+-- Returns how many recipients each campaign got.
 WITH updated AS (
     UPDATE campaign_recipients r
     SET status = s.status,
@@ -46,17 +44,10 @@ WITH updated AS (
     FROM outcome_stage s
     WHERE r.id = s.recipient_id AND r.status = 'sending'
     RETURNING r.id, r.campaign_id, r.store_id, s.status, s.segments, s.charge
-)
-INSERT INTO outcome_applied (recipient_id, campaign_id, store_id, status, segments, charge)
-SELECT id, campaign_id, store_id, status, segments, charge FROM updated;
-
--- name: settle
--- Charges (one ledger row per accepted recipient, guarded by a unique index), campaign
--- counters and credit movements for everything `apply` changed.
-WITH charged AS (
+), charged AS (
     INSERT INTO credit_ledger (store_id, campaign_id, recipient_id, kind, available_delta, reserved_delta)
-    SELECT store_id, campaign_id, recipient_id, 'charge', 0, -segments
-    FROM outcome_applied
+    SELECT store_id, campaign_id, id, 'charge', 0, -segments
+    FROM updated
     WHERE charge AND segments > 0
     ON CONFLICT (recipient_id) WHERE kind = 'charge' DO NOTHING
     RETURNING campaign_id, store_id, -reserved_delta AS amount
@@ -66,13 +57,14 @@ WITH charged AS (
     SELECT store_id, sum(amount) AS amount FROM charged GROUP BY store_id
 ), counts AS (
     SELECT campaign_id,
+           count(*) AS moved,
            count(*) FILTER (WHERE status = 'sent') AS sent,
            count(*) FILTER (WHERE status = 'failed') AS failed,
            count(*) FILTER (WHERE status = 'unknown') AS unknown,
            count(*) FILTER (WHERE status = 'skipped') AS skipped,
            count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
            sum(segments) AS allocated
-    FROM outcome_applied
+    FROM updated
     GROUP BY campaign_id
 ), campaign_update AS (
     UPDATE campaigns c
@@ -88,11 +80,11 @@ WITH charged AS (
     LEFT JOIN charge_by_campaign ch ON ch.campaign_id = k.campaign_id
     WHERE c.id = k.campaign_id
     RETURNING c.id
+), store_update AS (
+    UPDATE stores st
+    SET credits_reserved = st.credits_reserved - cs.amount
+    FROM charge_by_store cs
+    WHERE st.id = cs.store_id
+    RETURNING st.id
 )
-UPDATE stores st
-SET credits_reserved = st.credits_reserved - cs.amount
-FROM charge_by_store cs
-WHERE st.id = cs.store_id;
-
--- name: applied_campaigns
-SELECT campaign_id, count(*) AS n FROM outcome_applied GROUP BY campaign_id;
+SELECT campaign_id, moved AS n FROM counts;

@@ -519,6 +519,28 @@ async def test_send_before_start_is_a_programming_error() -> None:
         await send(c)
 
 
+def test_the_daemons_event_loop_uvloop() -> None:
+    """The daemon runs on uvloop, whose transports differ from asyncio's: same outcomes."""
+    import uvloop
+
+    async def scenario() -> list[SendOutcome]:
+        async with run_mock() as m, make_client(m.base_url) as c:
+            outs = list(await asyncio.gather(*(send(c, reference=f"u{i}") for i in range(50))))
+            await m.set_config(p_reset=1.0)
+            outs.append(await send(c))
+            await m.set_config(p_reset=0.0, p_hang_after_accept=1.0, hang_s=2)
+            outs.append(await send(c))
+            await m.set_config(p_hang_after_accept=0.0)
+            outs.append(await send(c))
+            return outs
+
+    outs = uvloop.run(scenario())
+    assert all(o.kind is OutcomeKind.ACCEPTED for o in outs[:50])
+    assert (outs[50].kind, outs[50].category) == (OutcomeKind.TRANSIENT, "network")
+    assert (outs[51].kind, outs[51].error_code) == (OutcomeKind.AMBIGUOUS, "read_timeout")
+    assert outs[52].kind is OutcomeKind.ACCEPTED
+
+
 def test_from_settings() -> None:
     settings = Settings(
         mitto_base_url="http://127.0.0.1:9999/",
