@@ -25,6 +25,7 @@ daemon); :mod:`sender.ratelimit_redis` holds the shared one (several daemons). B
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import math
 import time
@@ -246,7 +247,7 @@ async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
             raise
 
 
-class QueuedLimiter:
+class QueuedLimiter(abc.ABC):
     """The base of both limiters: settings, counters, the wait queue and its pump task.
 
     A subclass grants on its own fast path in ``acquire`` and otherwise awaits :meth:`_wait`,
@@ -331,13 +332,13 @@ class QueuedLimiter:
         finally:
             self._pump_task = None
 
+    @abc.abstractmethod
     async def _pump(self) -> None:
         """Grant queued waiters in order until the queue is empty (ends the pump task)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _refund(self, n: int) -> None:
         """Take back ``n`` tokens granted to a waiter cancelled before it resumed."""
-        raise NotImplementedError
 
     # -- lifecycle ---------------------------------------------------------------------------
 
