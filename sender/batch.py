@@ -62,12 +62,17 @@ class SendObserver(Protocol):
 
     def limiter_waited(self, seconds: float) -> None: ...
 
+    def recipient_answered(self, attempts: int, outcome: SendOutcome) -> None: ...
+
 
 class _NoObserver:
     def request_done(self, outcome: SendOutcome, latency_s: float, recipients: int) -> None:
         pass
 
     def limiter_waited(self, seconds: float) -> None:
+        pass
+
+    def recipient_answered(self, attempts: int, outcome: SendOutcome) -> None:
         pass
 
 
@@ -409,6 +414,7 @@ class BatchSender:
                 state.store_id,
                 1,
             )
+            self.observer.recipient_answered(message.claim.attempts, outcome)
             self.writer.add(outcome_row(message.claim, outcome, self.config.policy))
         finally:
             self.in_flight -= 1
@@ -422,6 +428,7 @@ class BatchSender:
             outcomes = await self._post_bulk_with_throttle_retries(state, group, priority)
             now = datetime.now(UTC)
             for message, outcome in zip(group, outcomes, strict=True):
+                self.observer.recipient_answered(message.claim.attempts, outcome)
                 self.writer.add(outcome_row(message.claim, outcome, self.config.policy, now))
         finally:
             self.in_flight -= 1
