@@ -2,8 +2,9 @@
 
 A batch is a slice of one campaign's recipients (``campaign_batches``). Its job claims due
 pending recipients in small chunks just before sending them (so a crash exposes at most the
-chunks in flight), renders each message, allocates the chunk's exact segments from the
-campaign's credit reservation while stamping the recipients as requested, then sends every
+chunks in flight): in one transaction it locks a chunk, renders each message, and marks the
+chunk `sending` while allocating its exact segments from the campaign's credit reservation
+and stamping the recipients as requested (one write per recipient), then sends every
 message as its own task behind the process-wide in-flight cap and the provider limiter. Each
 answer becomes an outcome row for the writer; nothing on this path queries PostgreSQL per
 recipient.
@@ -42,6 +43,8 @@ PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
 # A throttled request is retried in memory (the limiter slows down meanwhile) this many times
 # before its recipient goes back to pending; attempts are never consumed by throttling.
 MAX_THROTTLE_RETRIES = 3
+# Claims may run ahead of the requests on the wire by MAX_IN_FLIGHT // this.
+CLAIM_AHEAD_DIVISOR = 2
 # Longest Retry-After honoured in memory; a longer one sends the recipient back to pending.
 MAX_RETRY_AFTER_WAIT_S = 5.0
 
@@ -94,6 +97,16 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimedChunk:
+    """A claimed chunk: messages to send, outcomes known before sending (opted out,
+    invalid number), and whether the messages' credits were allocated with the claim."""
+
+    messages: list[Message]
+    early: list[OutcomeRow]
+    allocated: bool
+
+
+@dataclass(frozen=True, slots=True)
 class BatchResult:
     sent_requests: int
     superseded: bool = False
@@ -124,7 +137,12 @@ class BatchSender:
         self.daemon_id = daemon_id
         self.observer: SendObserver = observer or _NoObserver()
         self.max_in_flight = max_in_flight
-        self._slots = SlotPool(max_in_flight)
+        # Requests on the wire never exceed MAX_IN_FLIGHT. Claims may run a little ahead of
+        # them (half the cap) so that the next chunk is claimed and rendered while the
+        # current one is on the wire: without that headroom every claim's round trips left
+        # its slots idle, and the profile showed the daemon waiting, not working.
+        self._requests = asyncio.Semaphore(max_in_flight)
+        self._slots = SlotPool(max_in_flight + max(1, max_in_flight // CLAIM_AHEAD_DIVISOR))
         self.in_flight = 0
         self.stopping = asyncio.Event()
         self._templates: dict[tuple[int, str], Template] = {}
@@ -148,10 +166,10 @@ class BatchSender:
             started = time.perf_counter()
             bulk = not template.is_personalized
             while not self.stopping.is_set():
-                chunk = await self._claim_next(state, batch_no, bulk)
-                if not chunk:
+                chunk = await self._claim_next(state, template, batch_no, bulk)
+                if chunk is None:
                     break
-                requests += await self._send_chunk(state, template, chunk, tasks)
+                requests += await self._send_chunk(state, bulk, chunk, tasks)
             if tasks:
                 await asyncio.gather(*tasks)
             await self.writer.flush()
@@ -210,13 +228,14 @@ class BatchSender:
                 log.warning("could not renew batch lease", exc_info=True)
 
     async def _claim_next(
-        self, state: db.CampaignState, batch_no: int, bulk: bool
-    ) -> list[db.ClaimedRecipient]:
-        """Claim the next chunk while holding its slots (and, for bulk, its tokens).
+        self, state: db.CampaignState, template: Template, batch_no: int, bulk: bool
+    ) -> ClaimedChunk | None:
+        """Claim and render the next chunk while holding its slots (and, for bulk, its tokens).
 
         Slots first, then the claim: what is claimed but unanswered never exceeds the
         in-flight cap. A bulk chunk travels as one request, so it holds one slot, and it
         waits for its tokens before claiming, so claimed recipients are always on their way.
+        On return the caller holds one slot per message (one for a bulk chunk).
         """
         size = self._chunk_size(bulk)
         held = await self._slots.take(1) if bulk else await self._slots.take(size, size // 4)
@@ -225,15 +244,35 @@ class BatchSender:
                 await self._acquire_tokens(
                     size, PRIORITY_RANK.get(state.priority, 1), state.store_id
                 )
-            chunk = await db.claim(self.pool, state.id, batch_no, size if bulk else held)
+            chunk = await self._claim(state, template, batch_no, size if bulk else held)
         except BaseException:
             self._slots.give(held)
             raise
-        if not chunk:
+        if chunk is None:
             self._slots.give(held)
         elif not bulk:
-            self._slots.give(held - len(chunk))
+            self._slots.give(held - len(chunk.messages))
         return chunk
+
+    async def _claim(
+        self, state: db.CampaignState, template: Template, batch_no: int, limit: int
+    ) -> ClaimedChunk | None:
+        """Pick, render and mark a chunk in one transaction: one write per recipient.
+
+        The recipients are locked (not written) while they render, then marked `sending`
+        with their segments allocated and stamped requested in one statement. A failure before
+        the commit leaves them `pending` and unlocked.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            picked = await db.pick(conn, state.id, batch_no, limit)
+            if not picked:
+                return None
+            messages, early = self._prepare(state, template, picked)
+            segments = {m.claim.recipient_id: m.claim.segments for m in messages}
+            allocated = await db.mark_claimed(
+                conn, state.id, [r.id for r in picked], [segments.get(r.id, 0) for r in picked]
+            )
+        return ClaimedChunk(messages, early, allocated)
 
     def _chunk_size(self, bulk: bool) -> int:
         # Small enough that a chunk leaves within about half a second at the current provider
@@ -260,29 +299,36 @@ class BatchSender:
     async def _send_chunk(
         self,
         state: db.CampaignState,
-        template: Template,
-        chunk: list[db.ClaimedRecipient],
+        bulk: bool,
+        chunk: ClaimedChunk,
         tasks: set[asyncio.Task[None]],
     ) -> int:
-        """Send a claimed chunk; the caller holds one slot per recipient (one for bulk)."""
-        bulk = not template.is_personalized
-        held = 1 if bulk else len(chunk)
+        """Send a claimed chunk; the caller holds one slot per message (one for bulk)."""
+        held = 1 if bulk else len(chunk.messages)
         spawned = 0
         try:
-            messages, early = self._prepare(state, template, chunk)
-            for row in early:
+            for row in chunk.early:
                 self.writer.add(row)
-            if messages:
+            messages = chunk.messages
+            if messages and not chunk.allocated:
                 messages = await self._allocate(state, messages)
             if not messages:
                 return 0
             priority = PRIORITY_RANK.get(state.priority, 1)
             if bulk:
+                await self._requests.acquire()
                 self._spawn(tasks, self._send_group(state, messages, priority))
                 spawned = 1
                 return len(messages)
             for message in messages:
-                await self._acquire_tokens(1, priority, state.store_id)
+                # A request slot first, then the token: a token is spent only when its request
+                # can leave at once, which keeps the pace the limiter set.
+                await self._requests.acquire()
+                try:
+                    await self._acquire_tokens(1, priority, state.store_id)
+                except BaseException:
+                    self._requests.release()
+                    raise
                 self._spawn(tasks, self._send_one(state, message, priority))
                 spawned += 1
             return len(messages)
@@ -344,11 +390,10 @@ class BatchSender:
         return short_url(self.config.public_url, code, "u")
 
     async def _allocate(self, state: db.CampaignState, messages: list[Message]) -> list[Message]:
-        """Allocate credits for the chunk; recipients that cannot be covered fail cleanly."""
+        """Credits were short at the claim: extend the reservation when the store has credits,
+        else send what the reservation covers and fail the rest cleanly."""
         ids = [m.claim.recipient_id for m in messages]
         segments = [m.claim.segments for m in messages]
-        if await db.allocate_and_mark(self.pool, state.id, ids, segments):
-            return messages
         room, available = await db.credit_room(self.pool, state.id)
         shortfall = sum(segments) - room
         if (
@@ -418,6 +463,7 @@ class BatchSender:
             self.writer.add(outcome_row(message.claim, outcome, self.config.policy))
         finally:
             self.in_flight -= 1
+            self._requests.release()
             self._slots.give(1)
 
     async def _send_group(
@@ -432,6 +478,7 @@ class BatchSender:
                 self.writer.add(outcome_row(message.claim, outcome, self.config.policy, now))
         finally:
             self.in_flight -= 1
+            self._requests.release()
             self._slots.give(1)
 
     async def _post_with_throttle_retries(

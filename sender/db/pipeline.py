@@ -110,20 +110,46 @@ async def campaign_state(db: Pool | Connection, campaign_id: int) -> CampaignSta
 async def claim(
     db: Pool | Connection, campaign_id: int, batch_no: int, limit: int
 ) -> list[ClaimedRecipient]:
+    """Claim in one statement (marks `sending`, nothing allocated): tests and tools use it."""
     rows = await db.fetch(sql("pipeline.claim"), campaign_id, batch_no, limit)
-    return [
-        ClaimedRecipient(
-            id=row["id"],
-            attempts=row["attempts"],
-            phone=row["phone"],
-            contact_id=row["contact_id"],
-            first_name=row["first_name"],
-            last_name=row["last_name"],
-            custom=row["custom"] or {},
-            opted_in=row["consent"] == "opted_in",
-        )
-        for row in rows
-    ]
+    return [_claimed(row) for row in rows]
+
+
+async def pick(
+    conn: Connection, campaign_id: int, batch_no: int, limit: int
+) -> list[ClaimedRecipient]:
+    """Lock the next due recipients (inside the caller's transaction) without writing them."""
+    rows = await conn.fetch(sql("pipeline.pick"), campaign_id, batch_no, limit)
+    return [_claimed(row) for row in rows]
+
+
+async def mark_claimed(
+    conn: Connection, campaign_id: int, recipient_ids: Sequence[int], segments: Sequence[int]
+) -> bool:
+    """Mark picked recipients `sending`, allocating and stamping the ones with segments.
+
+    True when the allocation succeeded (or nothing needed one); False when credits are short,
+    in which case every recipient is claimed but none is stamped requested.
+    """
+    needed = sum(segments)
+    row = await conn.fetchrow(
+        sql("pipeline.mark_claimed"), campaign_id, needed, list(recipient_ids), list(segments)
+    )
+    assert row is not None
+    return needed == 0 or bool(row["allocated"])
+
+
+def _claimed(row: Any) -> ClaimedRecipient:
+    return ClaimedRecipient(
+        id=row["id"],
+        attempts=row["attempts"],
+        phone=row["phone"],
+        contact_id=row["contact_id"],
+        first_name=row["first_name"],
+        last_name=row["last_name"],
+        custom=row["custom"] or {},
+        opted_in=row["consent"] == "opted_in",
+    )
 
 
 async def allocate_and_mark(

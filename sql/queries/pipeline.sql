@@ -71,6 +71,52 @@ WHERE r.id = picked.id
 RETURNING r.id, picked.attempts, picked.phone, picked.contact_id, picked.first_name,
           picked.last_name, picked.custom, picked.consent;
 
+-- name: pick
+-- The claim's first half, inside the chunk's transaction: locks the next due pending
+-- recipients of one batch (SKIP LOCKED: two runs of one batch split the work) and returns the
+-- contact data to render them. `mark_claimed` then stamps them in the same transaction, so a
+-- recipient is written once per claim instead of once to claim and again to allocate.
+SELECT r.id, r.attempts, r.phone, r.contact_id,
+       ct.first_name, ct.last_name, ct.custom, ct.consent
+FROM campaign_recipients r
+LEFT JOIN contacts ct ON ct.id = r.contact_id
+WHERE r.campaign_id = $1
+  AND r.batch_no = $2
+  AND r.status = 'pending'
+  AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= now())
+  AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = $1 AND c.status = 'sending')
+ORDER BY r.id
+LIMIT $3
+FOR UPDATE OF r SKIP LOCKED;
+
+-- name: mark_claimed
+-- The claim's second half: allocates the rendered messages' exact segments ($2 in all) from
+-- the campaign's reservation and marks every picked recipient `sending`. Those with segments
+-- are stamped requested only when the allocation succeeded; recipients with 0 segments (to be
+-- skipped) and, when credits are short, all of them stay unrequested, so a crash sends them
+-- back to `pending`. Returns whether the allocation happened.
+WITH alloc AS (
+    UPDATE campaigns
+    SET credits_allocated = credits_allocated + $2
+    WHERE id = $1
+      AND $2 > 0
+      AND credits_allocated + credits_charged + credits_released + $2 <= credits_reserved
+    RETURNING id
+), marked AS (
+    UPDATE campaign_recipients r
+    SET status = 'sending',
+        claimed_at = now(),
+        requested_at = CASE WHEN x.segments > 0 AND EXISTS (SELECT 1 FROM alloc)
+                            THEN now() END,
+        segments = CASE WHEN x.segments > 0 AND EXISTS (SELECT 1 FROM alloc)
+                        THEN x.segments ELSE r.segments END,
+        updated_at = now()
+    FROM unnest($3::bigint[], $4::smallint[]) AS x (id, segments)
+    WHERE r.id = x.id AND r.status = 'pending'
+    RETURNING r.id
+)
+SELECT EXISTS (SELECT 1 FROM alloc) AS allocated, (SELECT count(*) FROM marked) AS marked;
+
 -- name: allocate_and_mark
 -- Allocates the chunk's exact segments from the campaign's reservation and stamps the
 -- recipients as requested, in one statement. After this, a crash leaves them `unknown`

@@ -201,3 +201,23 @@ async def test_transient_errors_are_retried_and_permanent_ones_fail_at_once(
         >= 2
     )
     assert stats["duplicates"] == 0
+
+
+async def test_requests_on_the_wire_never_exceed_max_in_flight(db: asyncpg.Pool) -> None:
+    # Claims run ahead of the requests (to keep the window full), but the provider never sees
+    # more concurrent requests than the cap, however many batch jobs share the sender.
+    store_id = await store_with_contacts(db, 1200, credits=10_000)
+    campaign_id = await sending_campaign(
+        db, store_id, reserve=1200, recipients=1200, batch_size=300
+    )
+    async with (
+        run_mock({"latency_ms": 20}) as mock,
+        senders(db, mock) as (sender,),
+    ):
+        results = await asyncio.gather(*(sender.run_batch(campaign_id, b, 0) for b in range(4)))
+        assert sum(r.sent_requests for r in results) == 1200, (results, await mock.stats())
+        stats = await mock.stats()
+        assert stats["accepted"] == 1200
+        assert stats["in_flight_max"] == sender.max_in_flight, stats
+        figures = await check_guarantees(db, mock, campaign_id, store_id, topped_up=10_000)
+        assert figures["statuses"] == {"sent": 1200}

@@ -63,3 +63,18 @@ async def test_capacity_is_never_exceeded() -> None:
     assert pool.free == 3
     with pytest.raises(ValueError):
         SlotPool(0)
+
+
+async def test_a_woken_waiter_keeps_its_slots_when_a_newcomer_arrives_first() -> None:
+    # The waiter is granted its slots when woken; a caller arriving before the waiter resumes
+    # must queue behind, not take them (it once did, and the waiter came away with 0).
+    pool = SlotPool(4)
+    assert await pool.take(4) == 4
+    waiter = asyncio.ensure_future(pool.take(4, at_least=2))
+    await asyncio.sleep(0)
+    pool.give(4)
+    newcomer = asyncio.ensure_future(pool.take(4, at_least=1))
+    assert await waiter == 4
+    assert not newcomer.done()
+    pool.give(4)
+    assert await newcomer == 4
