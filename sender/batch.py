@@ -43,8 +43,8 @@ PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
 # A throttled request is retried in memory (the limiter slows down meanwhile) this many times
 # before its recipient goes back to pending; attempts are never consumed by throttling.
 MAX_THROTTLE_RETRIES = 3
-# Claims may run ahead of the requests on the wire by MAX_IN_FLIGHT // this.
-CLAIM_AHEAD_DIVISOR = 2
+# A claim waits until at least this fraction of a chunk is free (fewer, larger claims).
+CHUNK_MIN_FRACTION = 0.5
 # Longest Retry-After honoured in memory; a longer one sends the recipient back to pending.
 MAX_RETRY_AFTER_WAIT_S = 5.0
 
@@ -84,6 +84,11 @@ class SenderConfig:
     public_url: str
     link_secret: bytes
     claim_chunk_size: int
+    # Recipients claimed but not yet answered: at most max_in_flight x claim_window. Claims
+    # run ahead of the requests on the wire so the next chunks are ready when places free
+    # up: a claim is two PostgreSQL round trips through a busy event loop (S1 profile: about
+    # 40 ms, twice a request's latency), and with no headroom the wire sat mostly idle.
+    claim_window: float = 2.0
     batch_lease_s: float = 30.0
     policy: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -137,12 +142,11 @@ class BatchSender:
         self.daemon_id = daemon_id
         self.observer: SendObserver = observer or _NoObserver()
         self.max_in_flight = max_in_flight
-        # Requests on the wire never exceed MAX_IN_FLIGHT. Claims may run a little ahead of
-        # them (half the cap) so that the next chunk is claimed and rendered while the
-        # current one is on the wire: without that headroom every claim's round trips left
-        # its slots idle, and the profile showed the daemon waiting, not working.
-        self._requests = asyncio.Semaphore(max_in_flight)
-        self._slots = SlotPool(max_in_flight + max(1, max_in_flight // CLAIM_AHEAD_DIVISOR))
+        # Requests on the wire never exceed MAX_IN_FLIGHT (``_wire``). Claims (``_slots``) may
+        # run ahead of them (``claim_window``), so the next chunks are claimed and rendered while
+        # the current ones are on the wire.
+        self._wire = SlotPool(max_in_flight)
+        self._slots = SlotPool(max(max_in_flight, int(max_in_flight * config.claim_window)))
         self.in_flight = 0
         self.stopping = asyncio.Event()
         self._templates: dict[tuple[int, str], Template] = {}
@@ -238,7 +242,10 @@ class BatchSender:
         On return the caller holds one slot per message (one for a bulk chunk).
         """
         size = self._chunk_size(bulk)
-        held = await self._slots.take(1) if bulk else await self._slots.take(size, size // 4)
+        if bulk:
+            held = await self._slots.take(1)
+        else:
+            held = await self._slots.take(size, max(1, int(size * CHUNK_MIN_FRACTION)))
         try:
             if bulk:
                 await self._acquire_tokens(
@@ -257,22 +264,24 @@ class BatchSender:
     async def _claim(
         self, state: db.CampaignState, template: Template, batch_no: int, limit: int
     ) -> ClaimedChunk | None:
-        """Pick, render and mark a chunk in one transaction: one write per recipient.
+        """Pick, render, then claim in one statement: two round trips, one write each.
 
-        The recipients are locked (not written) while they render, then marked `sending`
-        with their segments allocated and stamped requested in one statement. A failure before
-        the commit leaves them `pending` and unlocked.
+        Nothing is written until the messages are rendered; then the recipients still pending
+        are marked `sending` while their exact segments are allocated and they are stamped
+        requested. Rows another run claimed in between are left to it.
         """
-        async with self.pool.acquire() as conn, conn.transaction():
-            picked = await db.pick(conn, state.id, batch_no, limit)
-            if not picked:
-                return None
-            messages, early = self._prepare(state, template, picked)
-            segments = {m.claim.recipient_id: m.claim.segments for m in messages}
-            allocated = await db.mark_claimed(
-                conn, state.id, [r.id for r in picked], [segments.get(r.id, 0) for r in picked]
-            )
-        return ClaimedChunk(messages, early, allocated)
+        picked = await db.pick(self.pool, state.id, batch_no, limit)
+        if not picked:
+            return None
+        messages, early = self._prepare(state, template, picked)
+        by_id = {m.claim.recipient_id: m.claim.segments for m in messages}
+        marked = await db.mark_claimed(
+            self.pool, state.id, picked, [by_id.get(r.id, 0) for r in picked]
+        )
+        if len(marked.ids) < len(picked):
+            messages = [m for m in messages if m.claim.recipient_id in marked.ids]
+            early = [row for row in early if row.recipient_id in marked.ids]
+        return ClaimedChunk(messages, early, marked.allocated)
 
     def _chunk_size(self, bulk: bool) -> int:
         # Small enough that a chunk leaves within about half a second at the current provider
@@ -316,21 +325,23 @@ class BatchSender:
                 return 0
             priority = PRIORITY_RANK.get(state.priority, 1)
             if bulk:
-                await self._requests.acquire()
+                await self._wire.take(1)
                 self._spawn(tasks, self._send_group(state, messages, priority))
                 spawned = 1
                 return len(messages)
-            for message in messages:
-                # A request slot first, then the token: a token is spent only when its request
-                # can leave at once, which keeps the pace the limiter set.
-                await self._requests.acquire()
+            while spawned < len(messages):
+                # Places on the wire first (as many as are free, in one grant: a handoff per
+                # request cost an event-loop turn each), then a token per request: a token is
+                # spent only when its request can leave at once, which keeps the limiter's pace.
+                places = await self._wire.take(len(messages) - spawned)
                 try:
-                    await self._acquire_tokens(1, priority, state.store_id)
-                except BaseException:
-                    self._requests.release()
-                    raise
-                self._spawn(tasks, self._send_one(state, message, priority))
-                spawned += 1
+                    for message in messages[spawned : spawned + places]:
+                        await self._acquire_tokens(1, priority, state.store_id)
+                        self._spawn(tasks, self._send_one(state, message, priority))
+                        spawned += 1
+                        places -= 1
+                finally:
+                    self._wire.give(places)
             return len(messages)
         finally:
             # Every spawned send gives its own slot back when it is answered.
@@ -463,7 +474,7 @@ class BatchSender:
             self.writer.add(outcome_row(message.claim, outcome, self.config.policy))
         finally:
             self.in_flight -= 1
-            self._requests.release()
+            self._wire.give(1)
             self._slots.give(1)
 
     async def _send_group(
@@ -478,7 +489,7 @@ class BatchSender:
                 self.writer.add(outcome_row(message.claim, outcome, self.config.policy, now))
         finally:
             self.in_flight -= 1
-            self._requests.release()
+            self._wire.give(1)
             self._slots.give(1)
 
     async def _post_with_throttle_retries(

@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     max_in_flight: PositiveInt = 200
     batch_size: PositiveInt = 5000
     claim_chunk_size: PositiveInt = 200
+    # Recipients claimed but not yet answered, as a multiple of max_in_flight: claims run
+    # ahead of the requests on the wire so the next chunks are ready (benchmarks/README.md has
+    # the curve). A crash can leave up to max_in_flight x claim_window recipients `unknown`.
+    claim_window: Annotated[float, Field(ge=1.0, le=8.0)] = 2.0
     max_segments: Annotated[int, Field(gt=0, le=50)] = 10
     max_attempts: PositiveInt = 5
     retry_base_s: PositiveFloat = 3.0

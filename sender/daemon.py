@@ -109,6 +109,7 @@ class Daemon:
                 public_url=s.public_url,
                 link_secret=s.link_secret.encode(),
                 claim_chunk_size=s.claim_chunk_size,
+                claim_window=s.claim_window,
                 policy=RetryPolicy(
                     max_attempts=s.max_attempts,
                     base_s=s.retry_base_s,

@@ -116,27 +116,49 @@ async def claim(
 
 
 async def pick(
-    conn: Connection, campaign_id: int, batch_no: int, limit: int
+    db: Pool | Connection, campaign_id: int, batch_no: int, limit: int
 ) -> list[ClaimedRecipient]:
-    """Lock the next due recipients (inside the caller's transaction) without writing them."""
-    rows = await conn.fetch(sql("pipeline.pick"), campaign_id, batch_no, limit)
+    """The next due pending recipients with their contact data; reads only."""
+    rows = await db.fetch(sql("pipeline.pick"), campaign_id, batch_no, limit)
     return [_claimed(row) for row in rows]
 
 
-async def mark_claimed(
-    conn: Connection, campaign_id: int, recipient_ids: Sequence[int], segments: Sequence[int]
-) -> bool:
-    """Mark picked recipients `sending`, allocating and stamping the ones with segments.
+@dataclass(frozen=True, slots=True)
+class Marked:
+    #: The picked recipients this call claimed (others were taken by another run meanwhile).
+    ids: frozenset[int]
+    #: Whether the segments were allocated (and the claimed ones with segments stamped
+    #: requested); False when credits are short: then none is stamped.
+    allocated: bool
 
-    True when the allocation succeeded (or nothing needed one); False when credits are short,
-    in which case every recipient is claimed but none is stamped requested.
+
+async def mark_claimed(
+    db: Pool | Connection,
+    campaign_id: int,
+    picked: Sequence[ClaimedRecipient],
+    segments: Sequence[int],
+) -> Marked:
+    """Claim picked recipients still pending, allocating and stamping those with segments.
+
+    Segments allocated for picked rows that another run claimed first are given back.
     """
     needed = sum(segments)
-    row = await conn.fetchrow(
-        sql("pipeline.mark_claimed"), campaign_id, needed, list(recipient_ids), list(segments)
+    row = await db.fetchrow(
+        sql("pipeline.mark_claimed"),
+        campaign_id,
+        needed,
+        [r.id for r in picked],
+        list(segments),
+        [r.attempts for r in picked],
     )
     assert row is not None
-    return needed == 0 or bool(row["allocated"])
+    ids = frozenset(row["marked"])
+    allocated = bool(row["allocated"])
+    if allocated and len(ids) < len(picked):
+        lost = sum(s for r, s in zip(picked, segments, strict=True) if r.id not in ids)
+        if lost:
+            await db.execute(sql("pipeline.give_back_allocation"), campaign_id, lost)
+    return Marked(ids, allocated or needed == 0)
 
 
 def _claimed(row: Any) -> ClaimedRecipient:

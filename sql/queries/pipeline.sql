@@ -72,10 +72,9 @@ RETURNING r.id, picked.attempts, picked.phone, picked.contact_id, picked.first_n
           picked.last_name, picked.custom, picked.consent;
 
 -- name: pick
--- The claim's first half, inside the chunk's transaction: locks the next due pending
--- recipients of one batch (SKIP LOCKED: two runs of one batch split the work) and returns the
--- contact data to render them. `mark_claimed` then stamps them in the same transaction, so a
--- recipient is written once per claim instead of once to claim and again to allocate.
+-- The claim's first half: the next due pending recipients of one batch with the contact data
+-- to render them. It reads and locks nothing: `mark_claimed` takes only those still pending,
+-- so two runs of one batch (arq re-runs jobs) may pick the same rows but never both claim one.
 SELECT r.id, r.attempts, r.phone, r.contact_id,
        ct.first_name, ct.last_name, ct.custom, ct.consent
 FROM campaign_recipients r
@@ -86,19 +85,21 @@ WHERE r.campaign_id = $1
   AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= now())
   AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = $1 AND c.status = 'sending')
 ORDER BY r.id
-LIMIT $3
-FOR UPDATE OF r SKIP LOCKED;
+LIMIT $3;
 
 -- name: mark_claimed
--- The claim's second half: allocates the rendered messages' exact segments ($2 in all) from
--- the campaign's reservation and marks every picked recipient `sending`. Those with segments
--- are stamped requested only when the allocation succeeded; recipients with 0 segments (to be
--- skipped) and, when credits are short, all of them stay unrequested, so a crash sends them
--- back to `pending`. Returns whether the allocation happened.
+-- The claim's second half, one statement after rendering: allocates the rendered messages'
+-- exact segments ($2 in all) from the campaign's reservation and marks the picked recipients
+-- that are still pending (and the campaign still sending) `sending`: one write per recipient.
+-- Those with segments are stamped requested only when the allocation succeeded; recipients
+-- with 0 segments (to be skipped) and, when credits are short, all of them stay unrequested,
+-- so a crash sends them back to `pending`. Returns the recipients marked and whether the
+-- allocation happened; the caller gives back the segments of picked rows another run took.
 WITH alloc AS (
     UPDATE campaigns
     SET credits_allocated = credits_allocated + $2
     WHERE id = $1
+      AND status = 'sending'
       AND $2 > 0
       AND credits_allocated + credits_charged + credits_released + $2 <= credits_reserved
     RETURNING id
@@ -111,11 +112,22 @@ WITH alloc AS (
         segments = CASE WHEN x.segments > 0 AND EXISTS (SELECT 1 FROM alloc)
                         THEN x.segments ELSE r.segments END,
         updated_at = now()
-    FROM unnest($3::bigint[], $4::smallint[]) AS x (id, segments)
-    WHERE r.id = x.id AND r.status = 'pending'
+    FROM unnest($3::bigint[], $4::smallint[], $5::smallint[]) AS x (id, segments, attempts)
+    WHERE r.id = x.id
+      AND r.status = 'pending'
+      -- Unchanged since the pick: a row another run claimed and sent back to pending for a
+      -- retry is due later, and is not this pick's to send.
+      AND r.attempts = x.attempts
+      AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = $1 AND c.status = 'sending')
     RETURNING r.id
 )
-SELECT EXISTS (SELECT 1 FROM alloc) AS allocated, (SELECT count(*) FROM marked) AS marked;
+SELECT EXISTS (SELECT 1 FROM alloc) AS allocated,
+       coalesce((SELECT array_agg(id) FROM marked), '{}'::bigint[]) AS marked;
+
+-- name: give_back_allocation
+UPDATE campaigns
+SET credits_allocated = greatest(credits_allocated - $2, 0)
+WHERE id = $1;
 
 -- name: allocate_and_mark
 -- Allocates the chunk's exact segments from the campaign's reservation and stamps the
