@@ -44,7 +44,7 @@ from sender.metrics import DaemonMetrics
 from sender.mitto import MittoClient
 from sender.outcomes import OutcomeWriter
 from sender.queues import prune_daemons, read_queues
-from sender.ratelimit import ProviderLimiter, TokenBucket
+from sender.ratelimit import ProviderLimiter, TokenBucket, bucket_capacity
 from sender.redisconn import command
 from sender.retry import RetryPolicy
 from sender.sweeper import Sweeper
@@ -180,9 +180,9 @@ class Daemon:
                 s.redis_url,
                 key=f"{s.redis_prefix}:limiter:provider",
                 rate_per_s=s.provider_rate,
-                burst=s.provider_burst,
+                burst=bucket_capacity(s.provider_rate, s.provider_burst),
             )
-        return TokenBucket(s.provider_rate, s.provider_burst)
+        return TokenBucket(s.provider_rate, bucket_capacity(s.provider_rate, s.provider_burst))
 
     def request_stop(self) -> None:
         self._stop.set()

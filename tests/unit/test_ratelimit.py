@@ -22,6 +22,7 @@ from sender.ratelimit import (
     LimiterClosedError,
     ProviderLimiter,
     TokenBucket,
+    bucket_capacity,
 )
 
 
@@ -536,3 +537,12 @@ async def test_an_idle_limiter_holds_no_task(make_bucket: MakeBucket) -> None:
     await settle()
     assert bucket._pump_task is None
     assert_no_other_tasks()
+
+
+def test_bucket_capacity_keeps_a_jitter_reserve_of_the_providers_burst() -> None:
+    # 25 ms of the rate is kept back, at most half the burst, never below one token.
+    assert bucket_capacity(1000, 50) == 25
+    assert bucket_capacity(500, 50) == 37
+    assert bucket_capacity(40, 50) == 49
+    assert bucket_capacity(100_000, 50) == 25
+    assert bucket_capacity(1000, 1) == 1
