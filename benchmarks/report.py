@@ -172,21 +172,28 @@ def render_table(results: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cell.replace("|", "/") for cell in row) + " |")
     sweep = results["scenarios"].get("sweep")
     if sweep:
-        title = f"Batch and chunk sizes (S1 settings, {sweep['recipients']:,} recipients):"
+        title = (
+            f"Batch size, claim chunk and claim window (S1 settings, MAX_IN_FLIGHT 200, "
+            f"{sweep['recipients']:,} recipients; crash exposure is the most recipients seen "
+            "`sending` at once in the progress polled every 100 ms: what a SIGKILL could leave "
+            "`unknown`):"
+        )
         lines += ["", title, ""]
-        lines += ["| Knob | Value | Recipients/s | Daemon CPU s/1000 | Daemon peak RSS |",
-                  "|---|---|---|---|---|"]  # fmt: skip
-        for point in sweep["batch"]:
-            lines.append(
-                f"| SENDER_BATCH_SIZE | {point['batch_size']:,} | {point['rate_per_s']:,.0f} | "
-                f"{point['daemon_cpu_s_per_1000']} | {point['daemon_peak_rss_mb']} MB |"
-            )
-        for point in sweep["chunk"]:
-            lines.append(
-                f"| SENDER_CLAIM_CHUNK_SIZE | {point['claim_chunk_size']:,} | "
-                f"{point['rate_per_s']:,.0f} | {point['daemon_cpu_s_per_1000']} | "
-                f"{point['daemon_peak_rss_mb']} MB |"
-            )
+        lines += ["| Knob | Value | Recipients/s | Daemon CPU s/1000 | Daemon peak RSS "
+                  "| Crash exposure (most `sending`) | Most requests at the mock at once |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        knobs = (
+            ("batch", "batch_size", "SENDER_BATCH_SIZE"),
+            ("chunk", "claim_chunk_size", "SENDER_CLAIM_CHUNK_SIZE"),
+            ("window", "claim_window", "SENDER_CLAIM_WINDOW"),
+        )
+        for group, key, name in knobs:
+            for point in sweep.get(group, []):
+                lines.append(
+                    f"| {name} | {point[key]:,} | {point['rate_per_s']:,.0f} | "
+                    f"{point['daemon_cpu_s_per_1000']} | {point['daemon_peak_rss_mb']} MB | "
+                    f"{point.get('max_sending', '-')} | {point.get('mock_in_flight_max', '-')} |"
+                )
     return "\n".join(lines) + "\n"
 
 

@@ -276,10 +276,17 @@ async def _sweep(
         )
         log(f"    claim_chunk_size {chunk_size}: {run['rate_per_s']:,.0f}/s")
         chunk.append(_point(run, claim_chunk_size=chunk_size))
-    return {"recipients": sizes.sweep, "batch": batch, "chunk": chunk}
+    window: list[dict[str, Any]] = []
+    for claim_window in sizes.claim_windows:
+        run = await sc.project_send(
+            stack, recipients=sizes.sweep, daemon={**unlimited, "claim_window": claim_window}
+        )
+        log(f"    claim_window {claim_window}: {run['rate_per_s']:,.0f}/s")
+        window.append(_point(run, claim_window=claim_window))
+    return {"recipients": sizes.sweep, "batch": batch, "chunk": chunk, "window": window}
 
 
-def _point(run: dict[str, Any], **knob: int) -> dict[str, Any]:
+def _point(run: dict[str, Any], **knob: float) -> dict[str, Any]:
     return {
         **knob,
         "rate_per_s": run["rate_per_s"],
@@ -287,6 +294,7 @@ def _point(run: dict[str, Any], **knob: int) -> dict[str, Any]:
         "daemon_cpu_s_per_1000": run["cpu_s_per_1000"].get("daemon"),
         "daemon_peak_rss_mb": run["peak_rss_mb"].get("daemon"),
         "mock_in_flight_max": run["mock"]["in_flight_max"],
+        "max_sending": run["max_sending"],
         "status": run["status"],
     }
 

@@ -43,6 +43,7 @@ class Sizes:
     sweep: int
     batch_sizes: tuple[int, ...]
     chunk_sizes: tuple[int, ...]
+    claim_windows: tuple[float, ...]
     max_in_flight: int = 200
 
 
@@ -58,6 +59,7 @@ QUICK = Sizes(
     sweep=4_000,
     batch_sizes=(1_000, 5_000),
     chunk_sizes=(200,),
+    claim_windows=(2.0,),
 )
 FULL = Sizes(
     s1=200_000,
@@ -68,9 +70,10 @@ FULL = Sizes(
     s4_seconds=30.0,
     s5=1_000_000,
     s6=100_000,
-    sweep=100_000,
+    sweep=60_000,
     batch_sizes=(500, 1_000, 2_000, 5_000, 10_000, 20_000),
     chunk_sizes=(50, 100, 200),
+    claim_windows=(1.0, 2.0, 3.0),
 )
 
 
@@ -153,6 +156,8 @@ async def project_send(
         "counts": final["counts"],
         "seed_s": round(seed_s, 2),
         "send_call_s": round(sent["send_call_s"], 4),
+        # Crash exposure: the most recipients seen `sending` (claimed, unanswered) at once.
+        "max_sending": sent["max_sending"],
         "materialization_s": materialization_s(proc.log_path),
         "total_s": round(total_s, 3),
         "rate_per_s": round(recipients / total_s, 1),
@@ -358,16 +363,23 @@ async def conventional(
         sampler.start()
         try:
             done = 0
+            moved_at = time.perf_counter()
             while done < count:
                 await asyncio.sleep(0.2)
-                done = int(
+                now_done = int(
                     await pg.fetchval(
                         "SELECT count(*) FROM campaign_recipients "
                         "WHERE campaign_id = $1 AND status <> 'pending'",
                         campaign_id,
                     )
                 )
-                if time.perf_counter() - t0 > timeout_s:
+                now = time.perf_counter()
+                if now_done != done:
+                    done, moved_at = now_done, now
+                elif now - moved_at > 60 and enqueuer.returncode is not None:
+                    # Jobs gone from Redis (a FLUSHDB by someone sharing the server?).
+                    raise RuntimeError(f"conventional design stalled at {done}/{count}")
+                if now - t0 > timeout_s:
                     raise TimeoutError(f"conventional design: {done}/{count} after {timeout_s} s")
             total_s = time.perf_counter() - t0
         finally:

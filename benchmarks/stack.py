@@ -328,12 +328,14 @@ class BenchStack:
         accepted = await self.call("POST", f"/v1/campaigns/{campaign_id}/send", token, expect=202)
         send_call_s = time.perf_counter() - t0
         series: list[tuple[float, int]] = []
+        max_sending = 0
         deadline = t0 + timeout_s
         while True:
             state = await self.progress(token, campaign_id)
             now = time.perf_counter()
             done = sum(v for k, v in state["counts"].items() if k not in ("pending", "sending"))
             series.append((round(now - t0, 3), done))
+            max_sending = max(max_sending, int(state["counts"].get("sending", 0)))
             if state["status"] in TERMINAL:
                 break
             if now > deadline:
@@ -346,6 +348,7 @@ class BenchStack:
             "accepted": accepted,
             "final": state,
             "progress_series": series,
+            "max_sending": max_sending,
         }
 
 

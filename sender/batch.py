@@ -234,45 +234,52 @@ class BatchSender:
     async def _claim_next(
         self, state: db.CampaignState, template: Template, batch_no: int, bulk: bool
     ) -> ClaimedChunk | None:
-        """Claim and render the next chunk while holding its slots (and, for bulk, its tokens).
+        """Claim and render the next chunk; on return the caller holds its slots.
 
-        Slots first, then the claim: what is claimed but unanswered never exceeds the
-        in-flight cap. A bulk chunk travels as one request, so it holds one slot, and it
-        waits for its tokens before claiming, so claimed recipients are always on their way.
-        On return the caller holds one slot per message (one for a bulk chunk).
+        Slots before the claim: what is claimed but unanswered never exceeds the slot pool.
+        A personalized chunk is picked (a read) before its slots are taken, so the pick's round
+        trip overlaps the wait for slots and slots are held only through the render and one
+        marking statement. A bulk chunk travels as one request, so it holds one slot, and it
+        waits for its tokens before it is picked, so claimed recipients are always on their
+        way. The caller holds one slot per message (one for a bulk chunk).
         """
         size = self._chunk_size(bulk)
+        priority = PRIORITY_RANK.get(state.priority, 1)
         if bulk:
             held = await self._slots.take(1)
-        else:
-            held = await self._slots.take(size, max(1, int(size * CHUNK_MIN_FRACTION)))
+            try:
+                await self._acquire_tokens(size, priority, state.store_id)
+                picked = await db.pick(self.pool, state.id, batch_no, size)
+                chunk = await self._mark(state, template, picked) if picked else None
+            except BaseException:
+                self._slots.give(held)
+                raise
+            if chunk is None:
+                self._slots.give(held)
+            return chunk
+        picked = await db.pick(self.pool, state.id, batch_no, size)
+        if not picked:
+            return None
+        held = await self._slots.take(
+            len(picked), max(1, int(min(size, len(picked)) * CHUNK_MIN_FRACTION))
+        )
         try:
-            if bulk:
-                await self._acquire_tokens(
-                    size, PRIORITY_RANK.get(state.priority, 1), state.store_id
-                )
-            chunk = await self._claim(state, template, batch_no, size if bulk else held)
+            chunk = await self._mark(state, template, picked[:held])
         except BaseException:
             self._slots.give(held)
             raise
-        if chunk is None:
-            self._slots.give(held)
-        elif not bulk:
-            self._slots.give(held - len(chunk.messages))
+        self._slots.give(held - len(chunk.messages))
         return chunk
 
-    async def _claim(
-        self, state: db.CampaignState, template: Template, batch_no: int, limit: int
-    ) -> ClaimedChunk | None:
-        """Pick, render, then claim in one statement: two round trips, one write each.
+    async def _mark(
+        self, state: db.CampaignState, template: Template, picked: list[db.ClaimedRecipient]
+    ) -> ClaimedChunk:
+        """Render the picked recipients, then claim them in one statement (one write each).
 
         Nothing is written until the messages are rendered; then the recipients still pending
         are marked `sending` while their exact segments are allocated and they are stamped
-        requested. Rows another run claimed in between are left to it.
+        requested. Rows another run claimed since the pick are left to it.
         """
-        picked = await db.pick(self.pool, state.id, batch_no, limit)
-        if not picked:
-            return None
         messages, early = self._prepare(state, template, picked)
         by_id = {m.claim.recipient_id: m.claim.segments for m in messages}
         marked = await db.mark_claimed(

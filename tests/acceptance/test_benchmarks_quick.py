@@ -86,8 +86,12 @@ def test_quick_benchmark_run_writes_well_formed_results(settings: Settings, tmp_
         assert _number(s6[method]["rows_per_s"])
 
     sweep = sc["sweep"]
-    assert sweep["batch"] and sweep["chunk"]
-    assert all(_number(p["rate_per_s"]) for p in sweep["batch"] + sweep["chunk"])
+    assert sweep["batch"] and sweep["chunk"] and sweep["window"]
+    points = sweep["batch"] + sweep["chunk"] + sweep["window"]
+    assert all(_number(p["rate_per_s"]) for p in points)
+    assert all(isinstance(p["max_sending"], int) and p["max_sending"] >= 0 for p in points)
+    # Claims run ahead of the requests, but the provider never sees more than the cap at once.
+    assert all(0 < p["mock_in_flight_max"] <= 200 for p in points)
 
     table = (out / "results.md").read_text()
     assert "| Scenario |" in table and "S6" in table
