@@ -89,7 +89,11 @@ class SenderConfig:
     # up: a claim is two PostgreSQL round trips through a busy event loop (S1 profile: about
     # 40 ms, twice a request's latency), and with no headroom the wire sat mostly idle.
     claim_window: float = 2.0
-    batch_lease_s: float = 30.0
+    # A killed daemon's batches wait for their lease to run out before the sweeper hands them
+    # to a new job, so this is the recovery delay after a SIGKILL. Renewed every third of it;
+    # a live job that misses its renewals only ends up sharing its batch with the new job,
+    # which the claim's pending check makes safe.
+    batch_lease_s: float = 12.0
     policy: RetryPolicy = field(default_factory=RetryPolicy)
 
 
