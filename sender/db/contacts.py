@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -181,4 +181,16 @@ async def update(
 
 
 async def delete(db: Pool | Connection, store_id: int, contact_id: int) -> bool:
-    return await db.fetchval(sql("contacts.delete"), contact_id, store_id) is not None
+    """Delete a contact; its campaign recipients stay, with ``contact_id`` set NULL.
+
+    Two statements in one transaction: the first waits out a dispatch of the store that is
+    materializing recipients (and holds off new ones), so the second, with a fresh snapshot,
+    sees every recipient row of the contact.
+    """
+    async with AsyncExitStack() as stack:
+        conn: Connection = (
+            await stack.enter_async_context(db.acquire()) if isinstance(db, Pool) else db
+        )
+        await stack.enter_async_context(conn.transaction())
+        await conn.execute(sql("contacts.delete_hold_dispatch"), store_id)
+        return await conn.fetchval(sql("contacts.delete"), contact_id, store_id) is not None

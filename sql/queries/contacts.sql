@@ -120,5 +120,30 @@ WHERE id = $1 AND store_id = $2
 RETURNING id, phone, first_name, last_name, custom, tags, consent, consent_changed_at,
           opt_out_reason, created_at, updated_at;
 
+-- name: delete_hold_dispatch
+-- First step of a deletion, before `delete` in the same transaction: waits for a dispatch of
+-- the store that is materializing recipients (it holds its campaign FOR UPDATE) and holds off
+-- the dispatch of the store's undispatched campaigns until the deletion commits, so no
+-- recipient row of the contact is left out of `delete`'s snapshot. KEY SHARE conflicts only
+-- with FOR UPDATE (the dispatch lock, campaign deletion), not with ordinary updates.
+SELECT id FROM campaigns
+WHERE store_id = $1 AND status = 'sending' AND total_recipients IS NULL
+ORDER BY id
+FOR KEY SHARE;
+
 -- name: delete
-DELETE FROM contacts WHERE id = $1 AND store_id = $2 RETURNING id;
+-- The contact's recipients keep their rows and lose the link (contact_id NULL; this used to
+-- be the foreign key's ON DELETE SET NULL). They are found through
+-- campaign_recipients_campaign_contact_key, one probe per campaign of the store.
+WITH gone AS (
+    DELETE FROM contacts WHERE id = $1 AND store_id = $2 RETURNING id
+), unlinked AS (
+    UPDATE campaign_recipients r
+    SET contact_id = NULL
+    FROM campaigns cp
+    WHERE cp.store_id = $2
+      AND r.campaign_id = cp.id
+      AND r.contact_id = $1
+      AND EXISTS (SELECT 1 FROM gone)
+)
+SELECT id FROM gone;

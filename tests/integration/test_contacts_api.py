@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from api import importer
 from api.app import create_app
 from sender.config import Settings
+from sender.db import pipeline
+from tests.integration.pipeline_factories import sending_campaign
 from tests.integration.seeding import Client, Tenant, count, import_csv, problem, tenant
 
 CSV_HEADERS = {"Content-Type": "text/csv"}
@@ -330,6 +333,62 @@ async def test_get_patch_and_delete(api: Client, db: asyncpg.Pool) -> None:
     assert response.status == 204
     await problem(await api.get(url, headers=shop.auth), 404, "not_found")
     await problem(await api.delete(url, headers=shop.auth), 404, "not_found")
+
+
+async def _recipients(db: asyncpg.Pool, campaign_id: int) -> list[tuple[str, int | None, str]]:
+    rows = await db.fetch(
+        "SELECT phone, contact_id, status FROM campaign_recipients"
+        " WHERE campaign_id = $1 ORDER BY phone",
+        campaign_id,
+    )
+    return [(r["phone"], r["contact_id"], r["status"]) for r in rows]
+
+
+async def test_deleting_a_contact_keeps_its_recipients_unlinked(
+    api: Client, db: asyncpg.Pool
+) -> None:
+    shop = await tenant(api)
+    other = await tenant(api)
+    await import_csv(api, shop, "phone,first_name\n6912345678,Maria\n6912345679,Nikos\n")
+    await import_csv(api, other, "phone,first_name\n6912345678,Theirs\n")
+    maria, nikos, theirs = (r["id"] for r in await db.fetch("SELECT id FROM contacts ORDER BY id"))
+    first = await sending_campaign(db, shop.id, reserve=2, recipients=2)
+    second = await sending_campaign(db, shop.id, reserve=2, recipients=2)
+    their_campaign = await sending_campaign(db, other.id, reserve=1, recipients=1)
+
+    response = await api.delete(f"/v1/contacts/{maria}", headers=shop.auth)
+    assert response.status == 204
+
+    assert await db.fetchval("SELECT count(*) FROM contacts WHERE id = $1", maria) == 0
+    for campaign_id in (first, second):
+        assert await _recipients(db, campaign_id) == [
+            ("+306912345678", None, "pending"),
+            ("+306912345679", nikos, "pending"),
+        ]
+    assert await _recipients(db, their_campaign) == [("+306912345678", theirs, "pending")]
+
+
+async def test_deleting_a_contact_waits_for_a_dispatch_in_progress(
+    api: Client, db: asyncpg.Pool
+) -> None:
+    shop = await tenant(api)
+    await import_csv(api, shop, "phone,first_name\n6912345678,Maria\n")
+    maria = (await contact_by_phone(db, "+306912345678"))["id"]
+    campaign_id = await sending_campaign(db, shop.id, reserve=1, recipients=1, materialize=False)
+    async with db.acquire() as conn:
+        dispatch = conn.transaction()
+        await dispatch.start()
+        target = await pipeline.lock_campaign_for_dispatch(conn, campaign_id)
+        assert target is not None
+        assert await pipeline.materialize(conn, target, 5000) == 1
+        # The recipient row is not committed yet: the deletion must not miss it.
+        deletion = asyncio.create_task(api.delete(f"/v1/contacts/{maria}", headers=shop.auth))
+        await asyncio.sleep(0.3)
+        assert not deletion.done()
+        await dispatch.commit()
+    response = await asyncio.wait_for(deletion, 10)
+    assert response.status == 204
+    assert await _recipients(db, campaign_id) == [("+306912345678", None, "pending")]
 
 
 async def test_bad_patches_change_nothing(api: Client, db: asyncpg.Pool) -> None:
