@@ -254,7 +254,7 @@ class BatchSender:
             try:
                 await self._acquire_tokens(size, priority, state.store_id)
                 picked = await db.pick(self.pool, state.id, batch_no, size)
-                chunk = await self._mark(state, template, picked) if picked else None
+                chunk = await self._mark(state, template, batch_no, picked) if picked else None
             except BaseException:
                 self._slots.give(held)
                 raise
@@ -268,7 +268,7 @@ class BatchSender:
             len(picked), max(1, int(min(size, len(picked)) * CHUNK_MIN_FRACTION))
         )
         try:
-            chunk = await self._mark(state, template, picked[:held])
+            chunk = await self._mark(state, template, batch_no, picked[:held])
         except BaseException:
             self._slots.give(held)
             raise
@@ -276,7 +276,11 @@ class BatchSender:
         return chunk
 
     async def _mark(
-        self, state: db.CampaignState, template: Template, picked: list[db.ClaimedRecipient]
+        self,
+        state: db.CampaignState,
+        template: Template,
+        batch_no: int,
+        picked: list[db.ClaimedRecipient],
     ) -> ClaimedChunk:
         """Render the picked recipients, then claim them in one statement (one write each).
 
@@ -287,7 +291,7 @@ class BatchSender:
         messages, early = self._prepare(state, template, picked)
         by_id = {m.claim.recipient_id: m.claim.segments for m in messages}
         marked = await db.mark_claimed(
-            self.pool, state.id, picked, [by_id.get(r.id, 0) for r in picked]
+            self.pool, state.id, batch_no, picked, [by_id.get(r.id, 0) for r in picked]
         )
         if len(marked.ids) < len(picked):
             messages = [m for m in messages if m.claim.recipient_id in marked.ids]

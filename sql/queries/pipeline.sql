@@ -117,7 +117,14 @@ WITH alloc AS (
                         THEN x.segments ELSE r.segments END,
         updated_at = now()
     FROM unnest($3::bigint[], $4::smallint[], $5::smallint[]) AS x (id, segments, attempts)
-    WHERE r.id = x.id
+    -- Spelled out in full so the claim index finds exactly these rows whatever the
+    -- statistics say: with only r.id = x.id, stale statistics (a million rows materialized
+    -- since the last ANALYZE, all pending) made the planner scan every pending row of the
+    -- table for each chunk, about a second each, while holding the campaign row.
+    WHERE r.campaign_id = $1
+      AND r.batch_no = $6
+      AND r.id = ANY ($3::bigint[])
+      AND r.id = x.id
       AND r.status = 'pending'
       -- Unchanged since the pick: a row another run claimed and sent back to pending for a
       -- retry is due later, and is not this pick's to send.
