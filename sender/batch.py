@@ -105,6 +105,13 @@ class Message:
     type_: str | None
 
 
+@dataclass(slots=True)
+class _Cursor:
+    """Where a batch run's picks resume: the last recipient id it picked."""
+
+    after: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimedChunk:
     """A claimed chunk: messages to send, outcomes known before sending (opted out,
@@ -173,8 +180,9 @@ class BatchSender:
             template = self._template(state.id, state.message)
             started = time.perf_counter()
             bulk = not template.is_personalized
+            cursor = _Cursor()
             while not self.stopping.is_set():
-                chunk = await self._claim_next(state, template, batch_no, bulk)
+                chunk = await self._claim_next(state, template, batch_no, bulk, cursor)
                 if chunk is None:
                     break
                 requests += await self._send_chunk(state, bulk, chunk, tasks)
@@ -236,7 +244,12 @@ class BatchSender:
                 log.warning("could not renew batch lease", exc_info=True)
 
     async def _claim_next(
-        self, state: db.CampaignState, template: Template, batch_no: int, bulk: bool
+        self,
+        state: db.CampaignState,
+        template: Template,
+        batch_no: int,
+        bulk: bool,
+        cursor: _Cursor,
     ) -> ClaimedChunk | None:
         """Claim and render the next chunk; on return the caller holds its slots.
 
@@ -253,7 +266,8 @@ class BatchSender:
             held = await self._slots.take(1)
             try:
                 await self._acquire_tokens(size, priority, state.store_id)
-                picked = await db.pick(self.pool, state.id, batch_no, size)
+                picked = await self._pick(state.id, batch_no, size, cursor)
+                cursor.after = picked[-1].id if picked else cursor.after
                 chunk = await self._mark(state, template, batch_no, picked) if picked else None
             except BaseException:
                 self._slots.give(held)
@@ -261,12 +275,13 @@ class BatchSender:
             if chunk is None:
                 self._slots.give(held)
             return chunk
-        picked = await db.pick(self.pool, state.id, batch_no, size)
+        picked = await self._pick(state.id, batch_no, size, cursor)
         if not picked:
             return None
         held = await self._slots.take(
             len(picked), max(1, int(min(size, len(picked)) * CHUNK_MIN_FRACTION))
         )
+        cursor.after = picked[held - 1].id
         try:
             chunk = await self._mark(state, template, batch_no, picked[:held])
         except BaseException:
@@ -274,6 +289,17 @@ class BatchSender:
             raise
         self._slots.give(held - len(chunk.messages))
         return chunk
+
+    async def _pick(
+        self, campaign_id: int, batch_no: int, size: int, cursor: _Cursor
+    ) -> list[db.ClaimedRecipient]:
+        """The next due pending recipients after the cursor; once past the end, from the
+        start again (rows before the cursor come back due when their retry is due)."""
+        picked = await db.pick(self.pool, campaign_id, batch_no, size, cursor.after)
+        if not picked and cursor.after:
+            cursor.after = 0
+            picked = await db.pick(self.pool, campaign_id, batch_no, size, 0)
+        return picked
 
     async def _mark(
         self,

@@ -116,10 +116,10 @@ async def claim(
 
 
 async def pick(
-    db: Pool | Connection, campaign_id: int, batch_no: int, limit: int
+    db: Pool | Connection, campaign_id: int, batch_no: int, limit: int, after_id: int = 0
 ) -> list[ClaimedRecipient]:
-    """The next due pending recipients with their contact data; reads only."""
-    rows = await db.fetch(sql("pipeline.pick"), campaign_id, batch_no, limit)
+    """The next due pending recipients (ids above ``after_id``) with their contact data."""
+    rows = await db.fetch(sql("pipeline.pick"), campaign_id, batch_no, limit, after_id)
     return [_claimed(row) for row in rows]
 
 
