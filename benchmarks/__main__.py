@@ -5,7 +5,8 @@ given services (``--database-url``/``--redis-url``, else ``SENDER_DATABASE_URL``
 ``SENDER_REDIS_URL``, else the embedded default), drives them through the public API and
 writes ``results.json``, ``results.md`` and PNG plots (when matplotlib is installed:
 ``pip install -e '.[bench]'``). ``--quick`` is a small run (under two minutes) for the smoke
-test. ``profile`` runs S1 while ``py-spy`` samples the daemon (``pip install py-spy``; needs
+test. ``ab`` alternates values of one daemon setting over S1 runs (medians per value).
+``profile`` runs S1 while ``py-spy`` samples the daemon (``pip install py-spy``; needs
 root or ptrace permission) and prints the top frames.
 """
 
@@ -21,7 +22,7 @@ from benchmarks.runner import ALL
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("run", "profile"):
+    for name in ("run", "profile", "ab"):
         p = sub.add_parser(name)
         p.add_argument("--out", type=Path, default=Path("bench-out"), help="output folder")
         p.add_argument("--database-url", help="PostgreSQL DSN of any database on the server")
@@ -37,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write the table and plots into benchmarks/README.md and benchmarks/results/",
     )
+    ab = sub.choices["ab"]
+    ab.add_argument("--setting", required=True, help="daemon setting, e.g. claim_window")
+    ab.add_argument("--values", required=True, help="comma-separated values, e.g. 1,2,3")
+    ab.add_argument("--rounds", type=int, default=2)
+    ab.add_argument("--recipients", type=int, default=60_000)
     prof = sub.choices["profile"]
     prof.add_argument("--recipients", type=int, default=100_000)
     prof.add_argument("--duration", type=int, default=20, help="seconds py-spy samples")
@@ -63,6 +69,19 @@ def main(argv: list[str] | None = None) -> int:
             redis_prefix=args.redis_prefix,
             only=only,
             readme=args.readme,
+        )
+    if args.command == "ab":
+        from benchmarks.ab import main_ab
+
+        return main_ab(
+            args.out,
+            database_url=args.database_url,
+            redis_url=args.redis_url,
+            redis_prefix=args.redis_prefix,
+            setting=args.setting,
+            values=args.values,
+            rounds=args.rounds,
+            recipients=args.recipients,
         )
     from benchmarks.profile import main_profile
 

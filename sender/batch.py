@@ -43,6 +43,8 @@ PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
 # A throttled request is retried in memory (the limiter slows down meanwhile) this many times
 # before its recipient goes back to pending; attempts are never consumed by throttling.
 MAX_THROTTLE_RETRIES = 3
+# Bulk chunks (one /smsbulk request each) claimed but unanswered at once, per daemon.
+BULK_CHUNKS_CLAIMED = 16
 # A claim waits until at least this fraction of a chunk is free (fewer, larger claims).
 CHUNK_MIN_FRACTION = 0.5
 # Longest Retry-After honoured in memory; a longer one sends the recipient back to pending.
@@ -158,6 +160,10 @@ class BatchSender:
         # the current ones are on the wire.
         self._wire = SlotPool(max_in_flight)
         self._slots = SlotPool(max(max_in_flight, int(max_in_flight * config.claim_window)))
+        # A bulk chunk is one request but up to a thousand recipients: it takes a share of the
+        # slots so that at most BULK_CHUNKS_CLAIMED of them are claimed at once (S3 saw 69,000
+        # recipients `sending` when each took a single slot).
+        self._bulk_slots = max(1, self._slots.capacity // BULK_CHUNKS_CLAIMED)
         self.in_flight = 0
         self.stopping = asyncio.Event()
         self._templates: dict[tuple[int, str], Template] = {}
@@ -256,19 +262,19 @@ class BatchSender:
         Slots before the claim: what is claimed but unanswered never exceeds the slot pool.
         A personalized chunk is picked (a read) before its slots are taken, so the pick's round
         trip overlaps the wait for slots and slots are held only through the render and one
-        marking statement. A bulk chunk travels as one request, so it holds one slot, and it
-        waits for its tokens before it is picked, so claimed recipients are always on their
-        way. The caller holds one slot per message (one for a bulk chunk).
+        marking statement. A bulk chunk travels as one request and holds a fixed share of the
+        slots; it waits for its tokens before it is picked, so claimed recipients are always on
+        their way. The caller holds one slot per message (a bulk chunk's share for bulk).
         """
         size = self._chunk_size(bulk)
         priority = PRIORITY_RANK.get(state.priority, 1)
         if bulk:
-            held = await self._slots.take(1)
+            held = await self._slots.take(self._bulk_slots)
             try:
                 await self._acquire_tokens(size, priority, state.store_id)
                 picked = await self._pick(state.id, batch_no, size, cursor)
                 cursor.after = picked[-1].id if picked else cursor.after
-                chunk = await self._mark(state, template, batch_no, picked) if picked else None
+                chunk = await self._mark(state, template, picked) if picked else None
             except BaseException:
                 self._slots.give(held)
                 raise
@@ -283,7 +289,7 @@ class BatchSender:
         )
         cursor.after = picked[held - 1].id
         try:
-            chunk = await self._mark(state, template, batch_no, picked[:held])
+            chunk = await self._mark(state, template, picked[:held])
         except BaseException:
             self._slots.give(held)
             raise
@@ -302,11 +308,7 @@ class BatchSender:
         return picked
 
     async def _mark(
-        self,
-        state: db.CampaignState,
-        template: Template,
-        batch_no: int,
-        picked: list[db.ClaimedRecipient],
+        self, state: db.CampaignState, template: Template, picked: list[db.ClaimedRecipient]
     ) -> ClaimedChunk:
         """Render the picked recipients, then claim them in one statement (one write each).
 
@@ -317,7 +319,7 @@ class BatchSender:
         messages, early = self._prepare(state, template, picked)
         by_id = {m.claim.recipient_id: m.claim.segments for m in messages}
         marked = await db.mark_claimed(
-            self.pool, state.id, batch_no, picked, [by_id.get(r.id, 0) for r in picked]
+            self.pool, state.id, picked, [by_id.get(r.id, 0) for r in picked]
         )
         if len(marked.ids) < len(picked):
             messages = [m for m in messages if m.claim.recipient_id in marked.ids]
@@ -353,8 +355,8 @@ class BatchSender:
         chunk: ClaimedChunk,
         tasks: set[asyncio.Task[None]],
     ) -> int:
-        """Send a claimed chunk; the caller holds one slot per message (one for bulk)."""
-        held = 1 if bulk else len(chunk.messages)
+        """Send a claimed chunk; the caller holds one slot per message (a share for bulk)."""
+        held = self._bulk_slots if bulk else len(chunk.messages)
         spawned = 0
         try:
             for row in chunk.early:
@@ -368,7 +370,7 @@ class BatchSender:
             if bulk:
                 await self._wire.take(1)
                 self._spawn(tasks, self._send_group(state, messages, priority))
-                spawned = 1
+                spawned = held  # the group's task gives them all back
                 return len(messages)
             while spawned < len(messages):
                 # Places on the wire first (as many as are free, in one grant: a handoff per
@@ -531,7 +533,7 @@ class BatchSender:
         finally:
             self.in_flight -= 1
             self._wire.give(1)
-            self._slots.give(1)
+            self._slots.give(self._bulk_slots)
 
     async def _post_with_throttle_retries(
         self,

@@ -135,7 +135,6 @@ class Marked:
 async def mark_claimed(
     db: Pool | Connection,
     campaign_id: int,
-    batch_no: int,
     picked: Sequence[ClaimedRecipient],
     segments: Sequence[int],
 ) -> Marked:
@@ -151,7 +150,6 @@ async def mark_claimed(
         [r.id for r in picked],
         list(segments),
         [r.attempts for r in picked],
-        batch_no,
     )
     assert row is not None
     ids = frozenset(row["marked"])

@@ -66,6 +66,8 @@ def test_quick_benchmark_run_writes_well_formed_results(settings: Settings, tmp_
     _check_run(s2["project"], "daemon")
     _check_run(s2["baselines"]["B1"], "loadgen")
     assert s2["littles_law_ceiling_per_s"] == 5000
+    # With 100 ms answers the wire fills up; claims run ahead of it, the requests never do.
+    assert 0 < s2["project"]["mock"]["in_flight_max"] <= 500
 
     _check_run(sc["S3"]["project"], "daemon")
     assert sc["S3"]["project"]["mock"]["requests"] < sc["S3"]["project"]["recipients"]
@@ -90,8 +92,6 @@ def test_quick_benchmark_run_writes_well_formed_results(settings: Settings, tmp_
     points = sweep["batch"] + sweep["chunk"] + sweep["window"]
     assert all(_number(p["rate_per_s"]) for p in points)
     assert all(isinstance(p["max_sending"], int) and p["max_sending"] >= 0 for p in points)
-    # Claims run ahead of the requests, but the provider never sees more than the cap at once.
-    assert all(0 < p["mock_in_flight_max"] <= 200 for p in points)
 
     table = (out / "results.md").read_text()
     assert "| Scenario |" in table and "S6" in table
