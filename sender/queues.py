@@ -37,6 +37,8 @@ from sender.redisconn import command
 
 #: Due job ids read per queue to tell running jobs from waiting ones.
 HEAD_SCAN = 200
+# Scores this far ahead of our clock still count as due (see read_queues).
+CLOCK_SKEW_TOLERANCE_MS = 1000.0
 #: A daemon whose last heartbeat is older than this counts as down (heartbeats every 5 s).
 ALIVE_WITHIN_S = 30.0
 
@@ -88,12 +90,16 @@ def daemons_key(prefix: str) -> str:
 async def read_queues(client: aioredis.Redis, prefix: str) -> list[QueueStats]:
     """Depth, running, deferred and oldest waiting age of every priority queue."""
     now_ms = time.time() * 1000
+    # A job's score is the enqueuing host's clock (rounded to the millisecond): one enqueued
+    # "now" by another host, or just before a small clock step here, can score a little
+    # ahead of this clock. It is due, not deferred (deferrals are seconds or more).
+    due_ms = now_ms + CLOCK_SKEW_TOLERANCE_MS
     names = [queue_name(prefix, priority) for priority in PRIORITIES]
     async with client.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.zcard(name)
-            pipe.zcount(name, "-inf", now_ms)
-            pipe.zrangebyscore(name, "-inf", now_ms, start=0, num=HEAD_SCAN, withscores=True)
+            pipe.zcount(name, "-inf", due_ms)
+            pipe.zrangebyscore(name, "-inf", due_ms, start=0, num=HEAD_SCAN, withscores=True)
         first: list[Any] = await pipe.execute()
     heads: list[list[tuple[bytes, float]]] = [first[i * 3 + 2] for i in range(len(names))]
     async with client.pipeline(transaction=False) as pipe:
