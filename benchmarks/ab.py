@@ -32,7 +32,7 @@ def _parse(value: str) -> int | float:
 async def _ab(
     stack: BenchStack, setting: str, values: list[int | float], rounds: int, recipients: int
 ) -> dict[str, Any]:
-    base = {"provider_rate": sc.UNLIMITED_RATE, "provider_burst": 10_000, "max_in_flight": 200}
+    base = sc.unlimited(200)
     runs: dict[str, list[dict[str, Any]]] = {str(v): [] for v in values}
     for round_no in range(rounds):
         for value in values:

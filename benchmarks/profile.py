@@ -66,12 +66,7 @@ async def _profile(
     await stack.start()
     raw_path = out_dir / "profile.raw"
     try:
-        daemon_settings: dict[str, Any] = {
-            "provider_rate": sc.UNLIMITED_RATE,
-            "provider_burst": 10_000,
-            "max_in_flight": max_in_flight,
-            **daemon_env,
-        }
+        daemon_settings: dict[str, Any] = {**sc.unlimited(max_in_flight), **daemon_env}
         original = stack.start_daemon
 
         async def start_and_record(**settings: object) -> Any:

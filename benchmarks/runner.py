@@ -137,11 +137,7 @@ async def run_all(
     out = results["scenarios"]
     stack = BenchStack(services, out_dir / "logs")
     mif = sizes.max_in_flight
-    unlimited = {
-        "provider_rate": sc.UNLIMITED_RATE,
-        "provider_burst": 10_000,
-        "max_in_flight": mif,
-    }
+    unlimited = sc.unlimited(mif)
 
     async def step(name: str, fn: Step) -> dict[str, Any]:
         log(f"[{time.time() - started:7.1f} s] {name} ...")
@@ -262,28 +258,22 @@ async def run_all(
 async def _sweep(
     stack: BenchStack, sizes: sc.Sizes, unlimited: dict[str, Any], log: Callable[[str], None]
 ) -> dict[str, Any]:
-    batch: list[dict[str, Any]] = []
-    for batch_size in sizes.batch_sizes:
-        run = await sc.project_send(
-            stack, recipients=sizes.sweep, daemon={**unlimited, "batch_size": batch_size}
-        )
-        log(f"    batch_size {batch_size}: {run['rate_per_s']:,.0f}/s")
-        batch.append(_point(run, batch_size=batch_size))
-    chunk: list[dict[str, Any]] = []
-    for chunk_size in sizes.chunk_sizes:
-        run = await sc.project_send(
-            stack, recipients=sizes.sweep, daemon={**unlimited, "claim_chunk_size": chunk_size}
-        )
-        log(f"    claim_chunk_size {chunk_size}: {run['rate_per_s']:,.0f}/s")
-        chunk.append(_point(run, claim_chunk_size=chunk_size))
-    window: list[dict[str, Any]] = []
-    for claim_window in sizes.claim_windows:
-        run = await sc.project_send(
-            stack, recipients=sizes.sweep, daemon={**unlimited, "claim_window": claim_window}
-        )
-        log(f"    claim_window {claim_window}: {run['rate_per_s']:,.0f}/s")
-        window.append(_point(run, claim_window=claim_window))
-    return {"recipients": sizes.sweep, "batch": batch, "chunk": chunk, "window": window}
+    knobs: tuple[tuple[str, str, tuple[float, ...]], ...] = (
+        ("batch", "batch_size", sizes.batch_sizes),
+        ("chunk", "claim_chunk_size", sizes.chunk_sizes),
+        ("window", "claim_window", sizes.claim_windows),
+    )
+    out: dict[str, Any] = {"recipients": sizes.sweep}
+    for group, setting, values in knobs:
+        points: list[dict[str, Any]] = []
+        for value in values:
+            run = await sc.project_send(
+                stack, recipients=sizes.sweep, daemon={**unlimited, setting: value}
+            )
+            log(f"    {setting} {value}: {run['rate_per_s']:,.0f}/s")
+            points.append(_point(run, **{setting: value}))
+        out[group] = points
+    return out
 
 
 def _point(run: dict[str, Any], **knob: float) -> dict[str, Any]:

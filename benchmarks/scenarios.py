@@ -30,6 +30,15 @@ BULK_MESSAGE = "Flash sale today: 20% off everything at Athens Shoes. Reply STOP
 UNLIMITED_RATE = 1_000_000.0
 
 
+def unlimited(max_in_flight: int) -> dict[str, Any]:
+    """Daemon settings of the throughput scenarios: no provider limit, the given concurrency."""
+    return {
+        "provider_rate": UNLIMITED_RATE,
+        "provider_burst": 10_000,
+        "max_in_flight": max_in_flight,
+    }
+
+
 @dataclass(frozen=True)
 class Sizes:
     s1: int

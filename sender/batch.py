@@ -2,16 +2,17 @@
 
 A batch is a slice of one campaign's recipients (``campaign_batches``). Its job claims due
 pending recipients in small chunks just before sending them (so a crash exposes at most the
-chunks in flight): in one transaction it locks a chunk, renders each message, and marks the
-chunk `sending` while allocating its exact segments from the campaign's credit reservation
-and stamping the recipients as requested (one write per recipient), then sends every
-message as its own task behind the process-wide in-flight cap and the provider limiter. Each
-answer becomes an outcome row for the writer; nothing on this path queries PostgreSQL per
-recipient.
+chunks in flight): it reads a chunk (no lock), renders each message, then marks the rows
+still pending `sending` in one statement while allocating their exact segments from the
+campaign's credit reservation and stamping them requested (one write per recipient), then
+sends every message as its own task behind the process-wide in-flight cap and the provider
+limiter. Each answer becomes an outcome row for the writer; nothing on this path queries
+PostgreSQL per recipient.
 
 Only the job of the batch's current generation may work on it (a lease in PostgreSQL), so a
-job superseded after its daemon died stops at once; and claims use SKIP LOCKED, so even two
-live runs of one batch split the work instead of sending twice.
+job superseded after its daemon died stops at once; and the marking statement claims only
+rows still pending with the attempts the pick saw, so even two live runs of one batch split
+the work instead of sending twice.
 """
 
 from __future__ import annotations
@@ -273,7 +274,8 @@ class BatchSender:
             try:
                 await self._acquire_tokens(size, priority, state.store_id)
                 picked = await self._pick(state.id, batch_no, size, cursor)
-                cursor.after = picked[-1].id if picked else cursor.after
+                if picked:
+                    cursor.after = picked[-1].id
                 chunk = await self._mark(state, template, picked) if picked else None
             except BaseException:
                 self._slots.give(held)

@@ -172,6 +172,7 @@ class Daemon:
 
     async def _make_limiter(self) -> ProviderLimiter:
         s = self.settings
+        burst = bucket_capacity(s.provider_rate, s.provider_burst)
         if s.limiter == "redis":
             from sender.ratelimit_redis import RedisTokenBucket
 
@@ -180,9 +181,9 @@ class Daemon:
                 s.redis_url,
                 key=f"{s.redis_prefix}:limiter:provider",
                 rate_per_s=s.provider_rate,
-                burst=bucket_capacity(s.provider_rate, s.provider_burst),
+                burst=burst,
             )
-        return TokenBucket(s.provider_rate, bucket_capacity(s.provider_rate, s.provider_burst))
+        return TokenBucket(s.provider_rate, burst)
 
     def request_stop(self) -> None:
         self._stop.set()

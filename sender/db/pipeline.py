@@ -110,7 +110,9 @@ async def campaign_state(db: Pool | Connection, campaign_id: int) -> CampaignSta
 async def claim(
     db: Pool | Connection, campaign_id: int, batch_no: int, limit: int
 ) -> list[ClaimedRecipient]:
-    """Claim in one statement (marks `sending`, nothing allocated): tests and tools use it."""
+    """Claim in one statement (SKIP LOCKED, marks `sending`, nothing allocated).
+
+    The send path uses ``pick`` + ``mark_claimed``; tests use this to put rows in flight."""
     rows = await db.fetch(sql("pipeline.claim"), campaign_id, batch_no, limit)
     return [_claimed(row) for row in rows]
 
